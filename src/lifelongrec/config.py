@@ -1,0 +1,254 @@
+"""Typed configuration: YAML in, validated pydantic models out, resolved JSON saved with every output.
+
+A stream config says where the interactions come from (`source`), how the input sequence of every
+user is built (`sequence`), the ordered list of tasks, and how each task's examples are split.
+Any field can be overridden from the command line with `--set a.b=c` (values parsed as YAML).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+FORMATS = ("csv", "tsv", "parquet", "grouplens", "recbole", "tenrec", "conure")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Columns(Strict):
+    """Which column of the user's file holds what. Unset optional columns are simply absent."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = "timestamp"
+    rating: str | None = None
+    # Extra numeric per-event columns kept in the store so task filters can use them (Tenrec: like, share).
+    values: list[str] = Field(default_factory=list)
+    # Per-user label columns found in the interaction file itself (Tenrec: gender, age).
+    labels: list[str] = Field(default_factory=list)
+
+
+class ProfileSource(Strict):
+    """A per-user table of labels (users.dat, ml-1m.user, a CSV...)."""
+
+    path: str
+    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole"] = "csv"
+    user: str = "user_id"
+    fields: list[str] | None = None  # None = every column but the user
+
+
+class SourceConfig(Strict):
+    """Either a known dataset (fetched into the cache) or the user's own files."""
+
+    dataset: Literal["ml-1m", "ml-100k"] | None = None
+    path: str | None = None
+    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole", "tenrec"] | None = None
+    columns: Columns | None = None
+    profiles: ProfileSource | None = None
+    # Label values that mean "unknown" (Tenrec uses 0); such users get no example in that task.
+    unknown_labels: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("set exactly one of source.dataset (ml-1m, ml-100k) or source.path")
+        if self.path is not None and self.format is None:
+            raise ValueError(
+                "source.format is required with source.path (csv, tsv, parquet, grouplens, recbole, tenrec)"
+            )
+        return self
+
+
+class Filter(Strict):
+    """Keep the events whose `column` passes every bound that is set."""
+
+    column: str = "rating"
+    eq: float | None = None
+    min: float | None = None
+    max: float | None = None
+    isin: list[float] | None = Field(default=None, alias="in")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SplitConfig(Strict):
+    seed: int = 42
+    fractions: tuple[float, float, float] = (0.8, 0.05, 0.15)
+    # by_user: users (with their whole sequence) go to one split; valid/test users predict their last item.
+    # leave_last: every user trains on all but the last two; valid = second to last, test = last.
+    # random: each example goes to a split at random (the default for item_rec / classify).
+    mode: Literal["random", "by_user", "leave_last"] | None = None
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in v) or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {list(v)}")
+        return v
+
+
+class LabelConfig(Strict):
+    field: str
+    # Optional bucketing of a numeric label: value -> index of the first bin edge it is below.
+    bins: list[float] | None = None
+    # Optional closed list of classes; any other value is an error naming the row.
+    classes: list[Any] | None = None
+
+
+class TaskConfig(Strict):
+    name: str
+    kind: Literal["next_item", "item_rec", "classify"]
+    filter: Filter | None = None  # item_rec: which events are the targets
+    label: LabelConfig | None = None  # classify: which profile field is the class
+    split: SplitConfig | None = None  # overrides the stream-wide split
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_shorthand(cls, v: Any) -> Any:
+        return {"field": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskConfig:
+        if self.kind == "item_rec" and self.filter is None:
+            raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
+        if self.kind == "classify" and self.label is None:
+            raise ValueError(f"task {self.name}: classify needs a label field")
+        return self
+
+
+class SequenceConfig(Strict):
+    filter: Filter | None = None  # which events form the input sequence (ML: rating <= 3)
+    min_length: int = Field(5, ge=1)  # users with fewer input events are dropped from every task
+    max_length: int = Field(50, ge=1)  # the last max_length items are the model input
+
+
+class TrainConfig(Strict):
+    """Training knobs, used by the training commands."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    patience: int = Field(3, ge=1)
+
+
+class StreamConfig(Strict):
+    name: str
+    source: SourceConfig
+    sequence: SequenceConfig = SequenceConfig()
+    split: SplitConfig = SplitConfig()
+    tasks: list[TaskConfig]
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _tasks(self) -> StreamConfig:
+        names = [t.name for t in self.tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"task names must be unique, repeated: {sorted(dup)}")
+        if not self.tasks:
+            raise ValueError("a stream needs at least one task")
+        return self
+
+    def split_for(self, task: TaskConfig) -> SplitConfig:
+        s = task.split or self.split
+        mode = s.mode or ("by_user" if task.kind == "next_item" else "random")
+        return s.model_copy(update={"mode": mode})
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def builtin_config_names() -> list[str]:
+    root = resources.files("lifelongrec") / "configs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(path_or_name: str | Path) -> tuple[dict[str, Any], Path | None]:
+    p = Path(path_or_name)
+    if p.is_file():
+        text, where = p.read_text(encoding="utf-8"), p
+    else:
+        name = str(path_or_name).removesuffix(".yaml")
+        res = resources.files("lifelongrec") / "configs" / f"{name}.yaml"
+        if "/" in name or not res.is_file():
+            raise ConfigError(
+                f"config '{path_or_name}' is neither a file nor a built-in config "
+                f"(built-in: {', '.join(builtin_config_names())})"
+            )
+        text, where = res.read_text(encoding="utf-8"), None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path_or_name}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path_or_name}: expected a mapping at the top level")
+    return data, where
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=c` overrides; `c` is parsed as YAML so numbers and lists keep their type.
+
+    A numeric path part indexes a list: `tasks.0.name=X`.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node: Any = data
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: '{part}' is not an index of a list of {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[:i])}' is a value, not a section")
+    return data
+
+
+def _format_validation(e: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid config"]
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        lines.append(f"  {loc or '(top)'}: {err['msg']}" + (f" (got {err['input']!r})" if loc else ""))
+    return "\n".join(lines)
+
+
+def load_config(path_or_name: str | Path, overrides: list[str] | None = None) -> StreamConfig:
+    data, where = _read_yaml(path_or_name)
+    data = apply_overrides(data, overrides or [])
+    # Relative data paths are relative to the config file, so a config travels with its data.
+    src = data.get("source")
+    if where is not None and isinstance(src, dict):
+        for holder in (src, src.get("profiles")):
+            if isinstance(holder, dict) and isinstance(holder.get("path"), str):
+                p = Path(holder["path"]).expanduser()
+                if not p.is_absolute():
+                    holder["path"] = str((where.parent / p).resolve())
+    try:
+        return StreamConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, str(path_or_name))) from None

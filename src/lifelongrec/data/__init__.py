@@ -1,0 +1,1 @@
+"""Data: sources (fetch + hash), readers (formats), store (user sequences), stream (tasks)."""

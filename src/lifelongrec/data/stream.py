@@ -1,0 +1,339 @@
+"""From the store to a task stream: input sequences, per-task examples and their fixed splits.
+
+Every task example is four numbers: the user, how much of the user's input sequence the model may
+read (`end`: the prefix seq[:end]), the target (an item index, a class index, or -1 for "train on
+every position of the prefix"), and the split (0 train, 1 valid, 2 test). One representation covers
+next-item pretraining (split by user, or leave-last-out), item recommendation and classification, and
+because the split is written to disk once, every method that ever runs on the stream sees the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..config import Filter, LabelConfig, SplitConfig, StreamConfig, TaskConfig
+from ..errors import ConfigError, DataError
+from ..fsutil import atomic_directory, sha256_bytes, sha256_file, write_json_atomic
+from .store import InteractionStore
+
+FORMAT_VERSION = 1
+TRAIN, VALID, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+@dataclass
+class TaskData:
+    name: str
+    kind: str
+    user: np.ndarray  # int32, index into the stream's users
+    end: np.ndarray  # int32, the model reads seq[:end]
+    target: np.ndarray  # int32, item index (1..n), class index, or -1 (every position of the prefix)
+    split: np.ndarray  # int8: 0 train, 1 valid, 2 test
+    classes: list[str] | None = None  # classify only
+
+    def size(self, split: int) -> int:
+        return int((self.split == split).sum())
+
+
+@dataclass
+class Stream:
+    """A prepared stream: shared input sequences plus tasks in order."""
+
+    config: StreamConfig
+    users: np.ndarray  # external user ids of the kept users
+    items: np.ndarray  # external item ids, index 0 = padding
+    offsets: np.ndarray  # int64 [n_users + 1], CSR into seq_items
+    seq_items: np.ndarray  # int32, the input sequences (chronological)
+    tasks: dict[str, TaskData]
+    manifest: dict
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def task(self, name: str) -> TaskData:
+        if name not in self.tasks:
+            raise ConfigError(f"unknown task '{name}' (this stream has: {', '.join(self.tasks)})")
+        return self.tasks[name]
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _mask(store: InteractionStore, f: Filter | None) -> np.ndarray:
+    if f is None:
+        return np.ones(store.n_events, dtype=bool)
+    if f.column not in store.values:
+        raise ConfigError(
+            f"filter column '{f.column}' is not in the data (value columns: "
+            f"{', '.join(store.values) or 'none'}); set source.columns.rating or .values"
+        )
+    v = store.values[f.column]
+    m = np.ones(len(v), dtype=bool)
+    if f.eq is not None:
+        m &= v == f.eq
+    if f.min is not None:
+        m &= v >= f.min
+    if f.max is not None:
+        m &= v <= f.max
+    if f.isin is not None:
+        m &= np.isin(v, np.asarray(f.isin, dtype=v.dtype))
+    return m
+
+
+def _sub_csr(offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Offsets of the events kept by `mask`, per user (order inside a user is unchanged)."""
+    counts = np.add.reduceat(mask.astype(np.int64), offsets[:-1]) if len(mask) else np.zeros(len(offsets) - 1)
+    counts[np.diff(offsets) == 0] = 0  # reduceat quirk: an empty segment returns the next element
+    out = np.zeros(len(offsets), dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _assign(n: int, split: SplitConfig, salt: str) -> np.ndarray:
+    """Random split of n examples with the given fractions; the task name salts the seed so that two
+    tasks with the same size do not get correlated splits."""
+    rng = np.random.default_rng([split.seed, int(sha256_bytes(salt.encode())[:8], 16)])
+    n_valid = int(round(n * split.fractions[1]))
+    n_test = int(round(n * split.fractions[2]))
+    labels = np.full(n, TRAIN, dtype=np.int8)
+    perm = rng.permutation(n)
+    labels[perm[:n_valid]] = VALID
+    labels[perm[n_valid : n_valid + n_test]] = TEST
+    return labels
+
+
+def _numeric_key(s: str) -> tuple:
+    try:
+        return (0, float(s), s)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(s))
+
+
+def _class_labels(
+    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Class index per user (-1 = no usable label) and the class names."""
+    known = np.array([v is not None and v != "" and v not in unknown for v in raw], dtype=bool)
+    vals = raw.copy()
+    if cfg.bins is not None:
+        edges = np.asarray(sorted(cfg.bins), dtype=float)
+        names = (
+            [f"<{edges[0]:g}"]
+            + [f"[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:])]
+            + [f">={edges[-1]:g}"]
+        )
+        out = np.full(len(raw), -1, dtype=np.int32)
+        for i in np.flatnonzero(known):
+            try:
+                x = float(raw[i])
+            except ValueError:
+                raise DataError(
+                    f"user '{users[i]}': value '{raw[i]}' is not a number",
+                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    field=cfg.field,
+                    expected="a number to bin",
+                ) from None
+            out[i] = int(np.searchsorted(edges, x, side="right"))
+        return out, names
+    if cfg.classes is not None:
+        names = [str(c) for c in cfg.classes]
+        allowed = set(names)
+        for i in np.flatnonzero(known):
+            if vals[i] not in allowed:
+                raise DataError(
+                    f"user '{users[i]}': unknown label '{vals[i]}'",
+                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    field=cfg.field,
+                    expected=f"one of {names}",
+                )
+    else:
+        names = sorted({v for v in vals[known]}, key=_numeric_key)
+    index = {c: k for k, c in enumerate(names)}
+    out = np.array([index[v] if k else -1 for v, k in zip(vals, known)], dtype=np.int32)
+    return out, names
+
+
+def _next_item_task(
+    t: TaskConfig, split: SplitConfig, lengths: np.ndarray, offsets: np.ndarray, seq: np.ndarray
+) -> TaskData:
+    n = len(lengths)
+    users = np.arange(n, dtype=np.int32)
+    last = seq[offsets[1:] - 1] if n else np.zeros(0, dtype=np.int32)
+    if split.mode == "by_user":
+        s = _assign(n, split, t.name)
+        end = np.where(s == TRAIN, lengths, lengths - 1).astype(np.int32)
+        target = np.where(s == TRAIN, -1, last).astype(np.int32)
+        return TaskData(t.name, t.kind, users, end, target, s)
+    if split.mode == "leave_last":
+        second = seq[offsets[1:] - 2]
+        user = np.concatenate([users, users, users])
+        end = np.concatenate([lengths - 2, lengths - 2, lengths - 1]).astype(np.int32)
+        target = np.concatenate([np.full(n, -1), second, last]).astype(np.int32)
+        s = np.repeat(np.array([TRAIN, VALID, TEST], dtype=np.int8), n)
+        return TaskData(t.name, t.kind, user, end, target, s)
+    raise ConfigError(f"task {t.name}: next_item splits by_user or leave_last, not '{split.mode}'")
+
+
+def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
+    t0 = time.perf_counter()
+    keep_event = _mask(store, cfg.sequence.filter)
+    sub = _sub_csr(store.offsets, keep_event)
+    lengths_all = np.diff(sub)
+    min_len = cfg.sequence.min_length
+    for t in cfg.tasks:
+        need = {"by_user": 2, "leave_last": 3}.get(cfg.split_for(t).mode or "", 1)
+        if t.kind == "next_item" and min_len < need:
+            raise ConfigError(
+                f"task {t.name}: split {cfg.split_for(t).mode} needs sequence.min_length >= {need}"
+            )
+    kept = np.flatnonzero(lengths_all >= min_len)
+    dropped_users = int(store.n_users - len(kept))
+    # Input sequences of the kept users, as CSR.
+    event_user = np.repeat(np.arange(store.n_users), store.lengths())
+    user_kept = np.zeros(store.n_users, dtype=bool)
+    user_kept[kept] = True
+    seq_mask = keep_event & user_kept[event_user]
+    seq_items = store.item_seq[seq_mask].astype(np.int32)
+    lengths = lengths_all[kept]
+    offsets = np.zeros(len(kept) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    new_index = np.full(store.n_users, -1, dtype=np.int64)
+    new_index[kept] = np.arange(len(kept))
+    users_ext = store.users[kept]
+    unknown = {str(u) for u in cfg.source.unknown_labels}
+
+    tasks: dict[str, TaskData] = {}
+    notes: dict[str, dict] = {}
+    for t in cfg.tasks:
+        split = cfg.split_for(t)
+        if t.kind == "next_item":
+            tasks[t.name] = _next_item_task(t, split, lengths, offsets, seq_items)
+        elif t.kind == "item_rec":
+            m = _mask(store, t.filter) & user_kept[event_user]
+            u = new_index[event_user[m]].astype(np.int32)
+            target = store.item_seq[m].astype(np.int32)
+            end = lengths[u].astype(np.int32)
+            in_input = int((_mask(store, t.filter) & seq_mask).sum())
+            notes[t.name] = {"targets_also_in_input": in_input}
+            tasks[t.name] = TaskData(t.name, t.kind, u, end, target, _assign(len(u), split, t.name))
+        else:
+            assert t.label is not None
+            if t.label.field not in store.labels:
+                raise ConfigError(
+                    f"task {t.name}: label field '{t.label.field}' is not in the user data "
+                    f"(fields: {', '.join(store.labels) or 'none'})"
+                )
+            cls, names = _class_labels(store.labels[t.label.field][kept], t.label, unknown, store, users_ext)
+            u = np.flatnonzero(cls >= 0).astype(np.int32)
+            notes[t.name] = {"users_without_label": int(len(kept) - len(u))}
+            tasks[t.name] = TaskData(
+                t.name,
+                t.kind,
+                u,
+                lengths[u].astype(np.int32),
+                cls[u],
+                _assign(len(u), split, t.name),
+                classes=names,
+            )
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": cfg.name,
+        "source": store.meta,
+        "vocab_hash": store.vocab_hash(),
+        "users": int(len(kept)),
+        "users_dropped_short": dropped_users,
+        "items": store.n_items,
+        "input_events": int(len(seq_items)),
+        "tasks": {
+            name: {
+                "kind": td.kind,
+                **{s: td.size(i) for i, s in enumerate(SPLIT_NAMES)},
+                **({"classes": td.classes} if td.classes is not None else {}),
+                **notes.get(name, {}),
+            }
+            for name, td in tasks.items()
+        },
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "config": cfg.model_dump(mode="json", by_alias=True),
+    }
+    return Stream(cfg, users_ext, store.items, offsets, seq_items, tasks, manifest)
+
+
+# --------------------------------------------------------------------------- saving and loading
+
+
+def save_stream(stream: Stream, out: Path) -> Path:
+    """Write the prepared stream atomically: a crash leaves the old directory or nothing."""
+    with atomic_directory(out) as d:
+        pq.write_table(pa.table({"user": pa.array(stream.users.tolist(), pa.string())}), d / "users.parquet")
+        pq.write_table(
+            pa.table({"item": pa.array(stream.items[1:].tolist(), pa.string())}), d / "items.parquet"
+        )
+        np.save(d / "seq_offsets.npy", stream.offsets)
+        np.save(d / "seq_items.npy", stream.seq_items)
+        (d / "tasks").mkdir()
+        for name, td in stream.tasks.items():
+            np.savez(d / "tasks" / f"{name}.npz", user=td.user, end=td.end, target=td.target, split=td.split)
+        files = sorted(p for p in d.rglob("*") if p.is_file())
+        manifest = dict(stream.manifest)
+        manifest["files"] = {str(p.relative_to(d)): sha256_file(p) for p in files}
+        write_json_atomic(d / "manifest.json", manifest)
+    stream.manifest = json.loads((out / "manifest.json").read_text())
+    return out
+
+
+def load_stream(path: Path) -> Stream:
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        raise DataError(
+            "not a prepared stream (no manifest.json)",
+            file=path,
+            expected="a folder written by `lifelongrec data prepare`",
+        )
+    manifest = json.loads(mf.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"prepared with format version {manifest.get('format_version')}, this lifelongrec reads "
+            f"{FORMAT_VERSION}; run `lifelongrec data prepare` again",
+            file=mf,
+        )
+    cfg = StreamConfig.model_validate(manifest["config"])
+    tasks = {}
+    for t in cfg.tasks:
+        with np.load(path / "tasks" / f"{t.name}.npz", allow_pickle=False) as z:
+            tasks[t.name] = TaskData(
+                t.name,
+                t.kind,
+                z["user"],
+                z["end"],
+                z["target"],
+                z["split"],
+                classes=manifest["tasks"][t.name].get("classes"),
+            )
+    items = pq.read_table(path / "items.parquet").column("item").to_numpy(zero_copy_only=False)
+    return Stream(
+        cfg,
+        pq.read_table(path / "users.parquet").column("user").to_numpy(zero_copy_only=False),
+        np.concatenate([np.array([""], dtype=object), items.astype(object)]),
+        np.load(path / "seq_offsets.npy", allow_pickle=False),
+        np.load(path / "seq_items.npy", allow_pickle=False),
+        tasks,
+        manifest,
+    )
+
+
+def stream_key(cfg: StreamConfig) -> str:
+    """Prepared data depends on everything but the training knobs."""
+    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train"})
+    return f"{cfg.name}-{sha256_bytes(json.dumps(data, sort_keys=True).encode())[:12]}"
