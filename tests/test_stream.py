@@ -1,0 +1,175 @@
+"""The task stream built from small synthetic files: exact sequences, targets, labels and splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import stream_yaml
+
+from lifelongrec.config import load_config
+from lifelongrec.data.prepare import open_stream, prepare
+from lifelongrec.data.stream import TEST, TRAIN, VALID, load_stream
+from lifelongrec.errors import ConfigError
+
+
+def _seqs(stream) -> dict[str, list[str]]:
+    return {
+        u: [stream.items[i] for i in stream.seq_items[stream.offsets[k] : stream.offsets[k + 1]]]
+        for k, u in enumerate(stream.users)
+    }
+
+
+def test_sequences_are_chronological_with_ties_in_file_order(tmp_path, ratings_csv, users_csv):
+    stream, _ = prepare(load_config(stream_yaml(tmp_path, ratings_csv, users_csv)), tmp_path / "out")
+    # u1: b and c share timestamp 5; b comes first in the file, so it comes first here.
+    assert _seqs(stream) == {
+        "u1": ["b", "c", "a", "f", "g"],
+        "u2": ["a", "b", "c", "d", "e"],
+        "u3": ["c", "d", "e", "f", "g"],
+        "u4": ["g", "f", "e", "d", "c"],
+        "u5": ["e", "d", "c", "a", "b"],
+    }
+    assert stream.manifest["users_dropped_short"] == 1  # u6 has 2 events rated <= 3, fewer than min_length 4
+    assert list(stream.items) == ["", "a", "b", "c", "d", "e", "f", "g"]
+
+
+def test_item_task_targets_and_class_labels(tmp_path, ratings_csv, users_csv):
+    stream, _ = prepare(load_config(stream_yaml(tmp_path, ratings_csv, users_csv)), tmp_path / "out")
+    t2 = stream.task("T2")
+    got = sorted((stream.users[u], stream.items[t]) for u, t in zip(t2.user, t2.target))
+    assert got == [("u1", "d"), ("u1", "e"), ("u2", "f"), ("u3", "a"), ("u4", "a"), ("u4", "b"), ("u5", "f")]
+    assert (t2.end == 5).all()  # item tasks read the whole input sequence
+    t3 = stream.task("T3")
+    assert t3.classes == ["F", "M"]
+    assert {stream.users[u]: t3.classes[c] for u, c in zip(t3.user, t3.target)} == {
+        "u1": "M",
+        "u2": "F",
+        "u3": "M",
+        "u4": "F",
+        "u5": "M",
+    }
+    t4 = stream.task("T4")
+    assert t4.classes == ["<20", "[20,30)", ">=30"]
+    assert {stream.users[u]: int(c) for u, c in zip(t4.user, t4.target)} == {
+        "u1": 1,
+        "u2": 0,
+        "u3": 2,
+        "u4": 1,
+        "u5": 2,
+    }
+    assert stream.manifest["source"]["profile_users_without_events"] == 1  # u9
+
+
+def test_next_item_split_by_user_holds_out_last_item(tmp_path, ratings_csv, users_csv):
+    stream, _ = prepare(load_config(stream_yaml(tmp_path, ratings_csv, users_csv)), tmp_path / "out")
+    t1 = stream.task("T1")
+    assert [t1.size(s) for s in (TRAIN, VALID, TEST)] == [3, 1, 1]
+    lengths = stream.lengths()
+    for u, end, target, split in zip(t1.user, t1.end, t1.target, t1.split):
+        last = stream.seq_items[stream.offsets[u + 1] - 1]
+        if split == TRAIN:
+            assert end == lengths[u] and target == -1
+        else:
+            assert end == lengths[u] - 1 and target == last
+
+
+def test_leave_last_split(tmp_path, ratings_csv, users_csv):
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["tasks.0.split={mode: leave_last}"])
+    stream, _ = prepare(cfg, tmp_path / "out")
+    t1 = stream.task("T1")
+    for s, cut, pos in ((TRAIN, 2, None), (VALID, 2, 2), (TEST, 1, 1)):
+        m = t1.split == s
+        assert m.sum() == 5
+        assert (t1.end[m] == stream.lengths()[t1.user[m]] - cut).all()
+        if pos is not None:
+            assert (t1.target[m] == stream.seq_items[stream.offsets[t1.user[m] + 1] - pos]).all()
+
+
+def test_split_is_deterministic_and_depends_on_seed(tmp_path, ratings_csv, users_csv):
+    path = stream_yaml(tmp_path, ratings_csv, users_csv)
+    a, _ = prepare(load_config(path), tmp_path / "a")
+    b, _ = prepare(load_config(path), tmp_path / "b")
+    for name in a.tasks:
+        assert np.array_equal(a.tasks[name].split, b.tasks[name].split)
+    c, _ = prepare(load_config(path, ["split.seed=8"]), tmp_path / "c")
+    assert any(not np.array_equal(a.tasks[n].split, c.tasks[n].split) for n in a.tasks)
+
+
+def test_split_fractions_on_a_larger_task(tmp_path):
+    from lifelongrec.config import SplitConfig
+    from lifelongrec.data.stream import _assign
+
+    s = _assign(10_000, SplitConfig(seed=1, fractions=(0.8, 0.05, 0.15)), "T2")
+    assert np.bincount(s).tolist() == [8000, 500, 1500]
+
+
+def test_prepared_stream_round_trips(tmp_path, ratings_csv, users_csv):
+    stream, out = prepare(load_config(stream_yaml(tmp_path, ratings_csv, users_csv)), tmp_path / "out")
+    back = load_stream(out)
+    assert back.manifest["files"]  # every file hashed in the manifest
+    assert np.array_equal(back.seq_items, stream.seq_items)
+    for name, td in stream.tasks.items():
+        for f in ("user", "end", "target", "split"):
+            assert np.array_equal(getattr(back.tasks[name], f), getattr(td, f))
+    assert back.tasks["T3"].classes == ["F", "M"]
+
+
+def test_open_stream_caches_prepared_data(tmp_path, ratings_csv, users_csv):
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv))
+    _, first = open_stream(cfg)
+    stamp = (first / "manifest.json").stat().st_mtime_ns
+    _, second = open_stream(cfg)
+    assert first == second and (second / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_min_length_too_small_for_split(tmp_path, ratings_csv, users_csv):
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.min_length=1"])
+    with pytest.raises(ConfigError, match="min_length >= 2"):
+        prepare(cfg, tmp_path / "out")
+
+
+def test_unknown_labels_are_skipped(tmp_path, ratings_csv):
+    from conftest import write
+
+    users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,0,0\nu2,F,18\nu3,M,35\nu4,F,25\nu5,M,56\n")
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users), ["source.unknown_labels=[0]"])
+    stream, _ = prepare(cfg, tmp_path / "out")
+    assert "u1" not in {stream.users[u] for u in stream.task("T3").user}
+    assert stream.manifest["tasks"]["T3"]["users_without_label"] == 1
+
+
+def test_builtin_configs_validate():
+    for name in ("ml1m", "ml100k"):
+        cfg = load_config(name)
+        assert [t.name for t in cfg.tasks] == ["T1", "T2", "T3", "T4", "T5", "T6"]
+    assert load_config("ml1m", ["train.epochs=1"]).train.epochs == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["train.epochs=0"], "train.epochs"),
+        (["split.fractions=[0.5, 0.5, 0.5]"], "sum to 1"),
+        (["tasks.1.kind=nope"], "tasks.1.kind"),
+        (["train.epochs"], "KEY=VALUE"),
+        (["tasks.9.name=x"], "not an index"),
+    ],
+)
+def test_config_errors_are_clear(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("ml1m", override)
+
+
+def test_unknown_config_name():
+    with pytest.raises(ConfigError, match="built-in"):
+        load_config("no-such-config")
+
+
+def test_relative_paths_resolve_against_config(tmp_path: Path, ratings_csv, users_csv):
+    text = stream_yaml(tmp_path, ratings_csv, users_csv).read_text()
+    text = text.replace(str(ratings_csv), "ratings.csv").replace(str(users_csv), "users.csv")
+    (tmp_path / "rel.yaml").write_text(text)
+    cfg = load_config(tmp_path / "rel.yaml")
+    assert Path(cfg.source.path) == ratings_csv.resolve()
