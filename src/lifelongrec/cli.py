@@ -125,6 +125,33 @@ def run(
     typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}")
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    config: ConfigOpt = "ml1m",
+    backbone: Annotated[str | None, typer.Option(help="nextitnet or sasrec (default: the config's)")] = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Train T1 (next item) and write a backbone artifact; rerun with the same --out to resume."""
+    from .config import load_config
+    from .data.prepare import open_stream
+    from .pretrain import pretrain
+
+    overrides = list(set_ or [])
+    if backbone is not None:
+        overrides.insert(0, f"model.name={backbone}")
+    cfg = load_config(config, overrides)
+    stream, _ = open_stream(cfg)
+    out = out or Path("runs") / cfg.name / f"pretrain-{cfg.model.name}"
+    meta = pretrain(cfg, stream, out, log=typer.echo)
+    t = meta["test"]
+    typer.echo(
+        f"test ({t['protocol']} ranking, {t['examples']:,} users): "
+        + "  ".join(f"{k} {v:.4f}" for k, v in t.items() if "@" in k and k.split("@")[0] in ("MRR", "NDCG", "HR"))
+    )
+    typer.echo(f"backbone written to {out}")
+
+
 def main() -> None:
     try:
         app()

@@ -130,6 +130,21 @@ class SequenceConfig(Strict):
     max_length: int = Field(50, ge=1)  # the last max_length items are the model input
 
 
+class BackboneConfig(Strict):
+    """The sequence backbone (see backbones/)."""
+
+    name: Literal["nextitnet", "sasrec"] = "nextitnet"
+    d: int = Field(64, ge=1)  # embedding size = hidden channels
+    dropout: float = Field(0.0, ge=0, lt=1)
+    # NextItNet: one residual block per dilation (two causal convs, dilation r and 2r), kernel size.
+    dilations: list[int] = Field(default_factory=lambda: [1, 2, 4, 8] * 4)
+    kernel_size: int = Field(3, ge=2)
+    # SASRec: layers, heads, maximum positions.
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    max_length: int = Field(200, ge=1)
+
+
 class TrainConfig(Strict):
     """Training knobs, used by the training commands."""
 
@@ -138,7 +153,17 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     seed: int = 0
-    patience: int = Field(3, ge=1)
+    patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
+    # T1 loss: full softmax over all items, or sampled softmax with this fraction of items as negatives.
+    loss: Literal["full", "sampled"] = "full"
+    sampled_fraction: float = Field(0.2, gt=0, le=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    # Early stopping watches this validation metric (MRR@k, NDCG@k, HR@k; accuracy for classification).
+    monitor: str = "MRR@5"
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    # Ranking protocol: exact full ranking (default), or sampled with this many negatives (labelled).
+    sampled_eval_negatives: int | None = None
+    threads: int | None = None  # torch threads; default: all cores
 
 
 class StreamConfig(Strict):
@@ -147,6 +172,7 @@ class StreamConfig(Strict):
     sequence: SequenceConfig = SequenceConfig()
     split: SplitConfig = SplitConfig()
     tasks: list[TaskConfig]
+    model: BackboneConfig = BackboneConfig()
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
@@ -157,6 +183,11 @@ class StreamConfig(Strict):
             raise ValueError(f"task names must be unique, repeated: {sorted(dup)}")
         if not self.tasks:
             raise ValueError("a stream needs at least one task")
+        if self.model.name == "sasrec" and self.model.max_length < self.sequence.max_length:
+            raise ValueError(
+                f"model.max_length ({self.model.max_length}) must be >= "
+                f"sequence.max_length ({self.sequence.max_length})"
+            )
         return self
 
     def split_for(self, task: TaskConfig) -> SplitConfig:

@@ -326,6 +326,6 @@ def load_stream(path: Path) -> Stream:
 
 
 def stream_key(cfg: StreamConfig) -> str:
-    """Prepared data depends on everything but the training knobs."""
-    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train"})
+    """Prepared data depends on everything but the model and training knobs."""
+    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train", "model"})
     return f"{cfg.name}-{sha256_bytes(json.dumps(data, sort_keys=True).encode())[:12]}"

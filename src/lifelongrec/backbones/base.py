@@ -1,0 +1,65 @@
+"""The backbone contract every method builds on.
+
+`encode(items, prompt=None) -> hidden [B, L, d]` over left-padded item ids (0 = padding), and
+`user_vector(items)`, the hidden state at the last position, which with left padding is always the
+last real item. Padded positions are kept exactly zero inside the network, so the user vector does
+not depend on how much padding precedes the history (tests check this).
+
+Room for what later methods add: `prompt` is added to the input embeddings (PCL, MPT-Rec); every
+weight a method may mask or patch is an ordinary parameter reachable by name, and blocks call
+`self.patch(i, h)` hooks (identity by default) where PeterRec inserts its bottleneck modules.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import BackboneConfig
+
+
+class Backbone(nn.Module):
+    """Base class: an item embedding plus `encode`. Subclasses implement `_encode`."""
+
+    def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_items = n_items
+        self.item_embedding = nn.Embedding(n_items + 1, cfg.d, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=cfg.d**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        self.patches: nn.ModuleDict | None = None  # filled by PeterRec-like methods
+
+    @property
+    def d(self) -> int:
+        return self.cfg.d
+
+    def encode(self, items: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        mask = (items > 0).unsqueeze(-1).to(self.item_embedding.weight.dtype)  # [B, L, 1]
+        x = self.item_embedding(items)
+        if prompt is not None:
+            x = x + prompt
+        return self._encode(x * mask, mask)
+
+    def user_vector(self, items: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(items, prompt)[:, -1]
+
+    def patch(self, index: int, h: torch.Tensor) -> torch.Tensor:
+        """Hook inside block `index`; PeterRec-style methods register modules here."""
+        if self.patches is not None and str(index) in self.patches:
+            return self.patches[str(index)](h)
+        return h
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def build_backbone(cfg: BackboneConfig, n_items: int) -> Backbone:
+    if cfg.name == "nextitnet":
+        from .nextitnet import NextItNet
+
+        return NextItNet(cfg, n_items)
+    from .sasrec import SASRec
+
+    return SASRec(cfg, n_items)

@@ -1,0 +1,65 @@
+"""NextItNet as Conure uses it (Conure, section 3.2; Yuan et al., WSDM 2019).
+
+A stack of residual blocks of dilated causal 1-D convolutions over the item embeddings; no position
+embedding (the convolutions are order-aware). Each block, with layer norm and ReLU before each
+convolution as in Conure:
+
+    h' = h + conv_{2r}(relu(LN(conv_r(relu(LN(h))))))
+
+where conv_r is a causal convolution with kernel k and dilation r. Dilations 4 x {1,2,4,8} give a
+receptive field of 1 + 2 (k-1) sum(r) = 1 + 4*15*2*2 = 241 positions with k = 3.
+
+Padding: conv inputs are multiplied by the non-padding mask, so padded positions feed exact zeros to
+the convolutions, the same zeros the causal left padding supplies; more padding changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Backbone, BackboneConfig
+
+
+class CausalConv1d(nn.Module):
+    """Conv over [B, L, d] that sees only the current and earlier positions."""
+
+    def __init__(self, d: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.left = (kernel_size - 1) * dilation
+        self.dilation = dilation
+        self.weight = nn.Parameter(torch.empty(d, d, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(d))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # PyTorch's Conv1d default
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv1d(F.pad(x.transpose(1, 2), (self.left, 0)), self.weight, self.bias, dilation=self.dilation)
+        return y.transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, d: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.conv1 = CausalConv1d(d, kernel_size, dilation)
+        self.ln2 = nn.LayerNorm(d)
+        self.conv2 = CausalConv1d(d, kernel_size, 2 * dilation)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(F.relu(self.ln1(h)) * mask)
+        y = self.conv2(F.relu(self.ln2(y)) * mask)
+        return self.dropout(y)
+
+
+class NextItNet(Backbone):
+    def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
+        super().__init__(cfg, n_items)
+        self.blocks = nn.ModuleList(ResidualBlock(cfg.d, cfg.kernel_size, r, cfg.dropout) for r in cfg.dilations)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = (h + self.patch(i, block(h, mask))) * mask
+        return h

@@ -1,0 +1,81 @@
+"""SASRec (Kang and McAuley, ICDM 2018): causal self-attention over the item sequence.
+
+    x_0 = E[items] * sqrt(d) + P[position]
+    x_l = x_{l-1} + Attn(LN(x_{l-1}))          causal: position t attends to positions <= t
+    x_l = x_l + FFN(LN(x_l))                   FFN(z) = W2 relu(W1 z)
+    h   = LN(x_L)
+
+Positions count from the first real item of the (truncated) window, so the same history gets the same
+positions whatever padding precedes it, and a prefix is encoded exactly as during training.
+Padded keys are never attended to; padded rows are kept at zero.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Backbone, BackboneConfig
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"d={d} must be divisible by heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, d))
+
+
+class Layer(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = SelfAttention(d, heads, dropout)
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn1 = nn.Linear(d, d)
+        self.ffn2 = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the state after the attention sub-layer and the FFN's residual update; the caller
+        adds the update (through the block's patch hook) and re-applies the padding mask."""
+        x = x + self.drop(self.attn(self.ln1(x), allowed))
+        update = self.drop(self.ffn2(self.drop(F.relu(self.ffn1(self.ln2(x))))))
+        return x, update
+
+
+class SASRec(Backbone):
+    def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
+        super().__init__(cfg, n_items)
+        self.position = nn.Embedding(cfg.max_length, cfg.d)
+        nn.init.normal_(self.position.weight, std=cfg.d**-0.5)
+        self.layers = nn.ModuleList(Layer(cfg.d, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(cfg.d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape
+        real = mask[..., 0] > 0  # [B, L]
+        pos = (real.long().cumsum(1) - 1).clamp(min=0)
+        if L > self.cfg.max_length:
+            raise ValueError(f"sequence length {L} exceeds SASRec max_length {self.cfg.max_length}")
+        h = self.drop((x * self.cfg.d**0.5 + self.position(pos)) * mask)
+        causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        # A query may attend to earlier real items and always to itself (padded rows would otherwise
+        # have no key at all and produce NaN; they are zeroed below anyway).
+        allowed = (causal & real[:, None, :]) | torch.eye(L, dtype=torch.bool, device=x.device)
+        allowed = allowed[:, None]  # [B, 1, L, L]
+        for i, layer in enumerate(self.layers):
+            h, update = layer(h, allowed)
+            h = (h + self.patch(i, update)) * mask
+        return self.ln(h) * mask

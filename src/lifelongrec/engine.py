@@ -1,0 +1,215 @@
+"""The one training and evaluation loop.
+
+Everything that differs between tasks and methods lives in an `Objective` (its batches, its loss,
+its evaluation); the engine only runs epochs: seeds, optimizer steps, validation, early stopping on
+the task's own validation split with the best weights kept, JSONL metrics, and a checkpoint after
+every epoch so that a run killed at any point (even kill -9) resumes where it stopped and ends with
+exactly the weights an uninterrupted run would have: each epoch's batch order and dropout come from
+seeds derived from (seed, epoch), not from state that a kill would lose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
+
+_THREADS_SET = False
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads once per process (changing it later costs a pool rebuild)."""
+    global _THREADS_SET
+    n = n or os.cpu_count() or 1
+    if not _THREADS_SET or torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+        _THREADS_SET = True
+    return n
+
+
+class Objective(ABC):
+    """One task as the engine sees it."""
+
+    monitor: str = "MRR@5"  # validation metric to maximise
+
+    @abstractmethod
+    def module(self) -> nn.Module:
+        """Everything whose weights are checkpointed (trainable or not)."""
+
+    @abstractmethod
+    def trainable(self) -> list[nn.Parameter]: ...
+
+    @abstractmethod
+    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]: ...
+
+    @abstractmethod
+    def n_batches(self, batch_size: int) -> int: ...
+
+    @abstractmethod
+    def loss(self, batch: Any, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Mean loss of the batch and the number of supervised positions in it (for tokens/s)."""
+
+    @abstractmethod
+    def evaluate(self, split: int) -> dict[str, float]: ...
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    test: dict[str, float]
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
+
+
+# ------------------------------------------------------------------ checkpoints (no pickle)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"{pid}.{k}": v.detach().clone() for pid, st in sd["state"].items() for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    with atomic_directory(path) as d:
+        save_file(_state_tensors(module), d / "model.safetensors")
+        opt_t, opt_meta = _optimizer_tensors(opt)
+        save_file(opt_t, d / "optimizer.safetensors")
+        write_json_atomic(d / "state.json", {**state, "optimizer": opt_meta})
+
+
+def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer) -> dict:
+    module.load_state_dict(load_file(path / "model.safetensors"))
+    state = json.loads((path / "state.json").read_text())
+    _load_optimizer(opt, load_file(path / "optimizer.safetensors"), state.pop("optimizer"))
+    return state
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def _better(a: float, b: float | None) -> bool:
+    return b is None or (not math.isnan(a) and a > b)
+
+
+def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult:
+    """Train `obj` with early stopping on validation; resume from `run_dir/checkpoint` if present."""
+    from .data.stream import TEST, VALID
+
+    set_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    module = obj.module()
+    opt = torch.optim.Adam(obj.trainable(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ckpt, best_path = run_dir / "checkpoint", run_dir / "best.safetensors"
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best": None,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "train_seconds": 0.0,
+    }
+    if (ckpt / "state.json").is_file():
+        state = load_checkpoint(ckpt, module, opt)
+        log(f"resumed from {ckpt} after epoch {state['epoch']}")
+        write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
+    quiet = not sys.stderr.isatty()
+    n_batches = obj.n_batches(cfg.batch_size)
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        seed = _epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        module.train()
+        t0, tokens, total = time.perf_counter(), 0, 0.0
+        bar = tqdm(
+            obj.train_batches(rng, cfg.batch_size), total=n_batches, desc=f"epoch {epoch}", disable=quiet, leave=False
+        )
+        for batch in bar:
+            loss, n = obj.loss(batch, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tokens += n
+            total += loss.item() * n
+        train_s = time.perf_counter() - t0
+        module.eval()
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            valid = obj.evaluate(VALID)
+        eval_s = time.perf_counter() - t1
+        score = valid.get(obj.monitor, float("nan"))
+        improved = _better(score, state["best"])
+        if improved:
+            save_file(_state_tensors(module), best_path)
+            state.update(best=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["train_seconds"] += train_s
+        entry = {
+            "epoch": epoch,
+            "train_loss": total / max(tokens, 1),
+            "train_seconds": round(train_s, 3),
+            "eval_seconds": round(eval_s, 3),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / train_s, 1),
+            "valid": valid,
+            "improved": improved,
+            "elapsed_train_seconds": round(state["train_seconds"], 3),
+        }
+        state["history"].append(entry)
+        state["epoch"] = epoch
+        save_checkpoint(ckpt, module, opt, state)
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        log(
+            f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
+            f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
+        )
+    module.load_state_dict(load_file(best_path))
+    module.eval()
+    with torch.no_grad():
+        test = obj.evaluate(TEST)
+    return FitResult(
+        state["best_epoch"],
+        state["history"][state["best_epoch"] - 1]["valid"],
+        test,
+        state["epoch"],
+        state["history"],
+        state["train_seconds"],
+    )

@@ -1,0 +1,77 @@
+"""Task heads and their losses.
+
+ItemHead scores items for item tasks: full softmax cross-entropy over the whole catalogue (the default
+for T1), sampled softmax (shared uniform negatives; Conure's T1 used 20% of the items), or BPR with
+uniform negatives. ClassHead is a linear layer with cross-entropy for profile tasks. A head holds its
+own output matrix; `tie` makes it reuse the backbone's input embedding instead (SASRec's convention).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Loss = Literal["full", "sampled", "bpr"]
+
+
+class ItemHead(nn.Module):
+    def __init__(self, d: int, n_items: int, tied: nn.Embedding | None = None) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.tied = tied is not None
+        if tied is None:
+            self.weight = nn.Parameter(torch.empty(n_items + 1, d))
+            nn.init.normal_(self.weight, std=d**-0.5)
+        else:
+            self._tied = [tied]  # a list keeps it out of this module's parameters (owned by the backbone)
+        self.bias = nn.Parameter(torch.zeros(n_items + 1))
+
+    @property
+    def items(self) -> torch.Tensor:
+        """[N + 1, d] item vectors; row 0 (padding) is never a candidate."""
+        return self._tied[0].weight if self.tied else self.weight
+
+    def full_loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over all real items. h: [M, d], target: [M] in 1..N."""
+        logits = torch.addmm(self.bias[1:], h, self.items[1:].T)
+        return F.cross_entropy(logits, target - 1)
+
+    def sampled_loss(self, h: torch.Tensor, target: torch.Tensor, n_neg: int, gen: torch.Generator | None = None):
+        """Softmax over the target and n_neg uniform negatives shared by the batch; a negative that
+        equals the row's target is masked out (an accidental hit)."""
+        neg = torch.randint(1, self.n_items + 1, (n_neg,), generator=gen, device=h.device)
+        w = self.items
+        pos = (h * w[target]).sum(-1) + self.bias[target]
+        negs = torch.addmm(self.bias[neg], h, w[neg].T)
+        negs = negs.masked_fill(neg[None, :] == target[:, None], float("-inf"))
+        logits = torch.cat([pos[:, None], negs], 1)
+        return F.cross_entropy(logits, torch.zeros_like(target))
+
+    def bpr_loss(self, h: torch.Tensor, target: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """BPR: -log sigmoid(s(pos) - s(neg)), one uniform negative per example."""
+        neg = torch.randint(1, self.n_items + 1, target.shape, generator=gen, device=h.device)
+        w = self.items
+        diff = (h * (w[target] - w[neg])).sum(-1) + self.bias[target] - self.bias[neg]
+        return -F.logsigmoid(diff).mean()
+
+    def loss(self, h, target, kind: Loss = "full", n_neg: int = 0, gen: torch.Generator | None = None):
+        if kind == "full":
+            return self.full_loss(h, target)
+        if kind == "sampled":
+            return self.sampled_loss(h, target, n_neg, gen)
+        return self.bpr_loss(h, target, gen)
+
+
+class ClassHead(nn.Module):
+    def __init__(self, d: int, n_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d, n_classes)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
+
+    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.linear(h), target)

@@ -1,0 +1,95 @@
+"""Ranking and classification metrics, exact by default.
+
+Tie rule (pessimistic): the rank of the target is 1 + the number of *other* candidates whose score is
+greater than **or equal to** the target's score. A model that scores everything the same therefore
+ranks every target last, never first; with continuous scores ties are rare and the rule rarely bites.
+
+Full ranking scores the target against every item of the catalogue (item 0, the padding, is never a
+candidate). The catalogue is scored in chunks, so memory is O(batch x chunk) whatever its size.
+Sampled ranking (the target against n uniformly drawn other items) exists only on request, and its
+results are labelled `sampled-<n>` wherever they are written.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+DEFAULT_KS = (5, 10, 20)
+
+
+def ranks_full(
+    users: torch.Tensor,  # [B, d] user vectors
+    items: torch.Tensor,  # [N + 1, d] item vectors; row 0 is padding
+    targets: torch.Tensor,  # [B] item index in 1..N
+    bias: torch.Tensor | None = None,  # [N + 1] optional per-item bias
+    exclude: torch.Tensor | None = None,  # [B, N + 1] bool, True = not a candidate (e.g. seen items)
+    chunk: int = 65_536,
+) -> torch.Tensor:
+    """Exact 1-based rank of each target among all items, pessimistic on ties.
+
+    The target's own column is skipped explicitly rather than counted and subtracted: a matmul and a
+    dot product can round the same score differently, and the target must never outrank itself."""
+    target_score = (users * items[targets]).sum(-1)
+    if bias is not None:
+        target_score = target_score + bias[targets]
+    ahead = torch.zeros(len(users), dtype=torch.long, device=users.device)
+    n = items.shape[0]
+    for start in range(1, n, chunk):
+        stop = min(n, start + chunk)
+        s = users @ items[start:stop].T
+        if bias is not None:
+            s = s + bias[start:stop]
+        beats = s >= target_score[:, None]
+        beats &= targets[:, None] != torch.arange(start, stop, device=users.device)[None, :]
+        if exclude is not None:
+            beats &= ~exclude[:, start:stop]
+        ahead += beats.sum(-1)
+    return ahead + 1
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Rank of the target column in each row of a dense score matrix (classes, or sampled candidates)."""
+    t = scores.gather(1, targets[:, None])
+    return (scores >= t).sum(-1)  # counts the target itself: 1 + the others scoring >= it
+
+
+def ranks_sampled(
+    users: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    n_negatives: int,
+    generator: torch.Generator,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Rank of the target among itself and n_negatives uniform non-target items (per user)."""
+    n_items = items.shape[0] - 1
+    neg = torch.randint(1, n_items, (len(users), n_negatives), generator=generator, device=users.device)
+    neg = neg + (neg >= targets[:, None]).long()  # skip the target: uniform over the other N - 1 items
+    cand = torch.cat([targets[:, None], neg], 1)
+    scores = torch.einsum("bd,bkd->bk", users, items[cand])
+    if bias is not None:
+        scores = scores + bias[cand]
+    return ranks_from_scores(scores, torch.zeros_like(targets))
+
+
+def rank_metrics(ranks: np.ndarray | torch.Tensor, ks=DEFAULT_KS) -> dict[str, float]:
+    """MRR@k, NDCG@k, HR@k (mean over examples) from 1-based ranks. k may exceed the catalogue."""
+    r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks, dtype=np.float64)
+    out: dict[str, float] = {}
+    if len(r) == 0:
+        return out
+    for k in ks:
+        hit = r <= k
+        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / r, 0.0).mean())
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean())
+        out[f"HR@{k}"] = float(hit.mean())
+    return out
+
+
+def accuracy(ranks: np.ndarray | torch.Tensor) -> float:
+    """Classification accuracy: the true class must score strictly above every other class."""
+    r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks)
+    return float((r == 1).mean()) if len(r) else math.nan
