@@ -86,3 +86,14 @@ def test_sampled_and_bpr_losses_are_finite_and_differentiable():
 def test_class_head():
     head = ClassHead(4, 3)
     assert head(torch.randn(2, 4)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_matmul_causal_conv_equals_conv1d(dilation):
+    from lifelongrec.backbones.nextitnet import CausalConv1d
+
+    torch.manual_seed(0)
+    conv = CausalConv1d(8, 3, dilation)
+    x = torch.randn(2, 11, 8)
+    ref = F.conv1d(F.pad(x.transpose(1, 2), (2 * dilation, 0)), conv.weight, conv.bias, dilation=dilation)
+    torch.testing.assert_close(conv(x), ref.transpose(1, 2), rtol=1e-5, atol=1e-5)

@@ -142,6 +142,7 @@ class BackboneConfig(Strict):
     # SASRec: layers, heads, maximum positions.
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
+    inner_size: int | None = Field(None, ge=1)  # feed-forward width; None = d, as in the SASRec paper
     max_length: int = Field(200, ge=1)
 
 

@@ -23,19 +23,29 @@ from .base import Backbone, BackboneConfig
 
 
 class CausalConv1d(nn.Module):
-    """Conv over [B, L, d] that sees only the current and earlier positions."""
+    """Conv over [B, L, d] that sees only the current and earlier positions.
+
+    Computed as one matrix product: the k dilated taps x[t - (k-1-j) r] are concatenated into
+    [B*L, k*d] and multiplied by the kernel reshaped to [k*d, d]. On CPU this large GEMM runs several
+    times faster than conv1d over a channels-first copy (bench/RESULTS.md). The weight keeps
+    Conv1d's layout [d_out, d_in, k], so per-kernel pruning masks apply to it unchanged.
+    """
 
     def __init__(self, d: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
+        self.k, self.dilation = kernel_size, dilation
         self.left = (kernel_size - 1) * dilation
-        self.dilation = dilation
         self.weight = nn.Parameter(torch.empty(d, d, kernel_size))
         self.bias = nn.Parameter(torch.zeros(d))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # PyTorch's Conv1d default
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv1d(F.pad(x.transpose(1, 2), (self.left, 0)), self.weight, self.bias, dilation=self.dilation)
-        return y.transpose(1, 2)
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight if weight is None else weight  # methods may pass a masked kernel
+        B, L, d = x.shape
+        xp = F.pad(x, (0, 0, self.left, 0))
+        taps = torch.cat([xp[:, j * self.dilation : j * self.dilation + L] for j in range(self.k)], -1)
+        kernel = w.permute(2, 1, 0).reshape(self.k * d, w.shape[0])
+        return torch.addmm(self.bias, taps.reshape(B * L, -1), kernel).view(B, L, -1)
 
 
 class ResidualBlock(nn.Module):

@@ -37,13 +37,13 @@ class SelfAttention(nn.Module):
 
 
 class Layer(nn.Module):
-    def __init__(self, d: int, heads: int, dropout: float) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, inner: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d)
         self.attn = SelfAttention(d, heads, dropout)
         self.ln2 = nn.LayerNorm(d)
-        self.ffn1 = nn.Linear(d, d)
-        self.ffn2 = nn.Linear(d, d)
+        self.ffn1 = nn.Linear(d, inner)
+        self.ffn2 = nn.Linear(inner, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,8 @@ class SASRec(Backbone):
         super().__init__(cfg, n_items)
         self.position = nn.Embedding(cfg.max_length, cfg.d)
         nn.init.normal_(self.position.weight, std=cfg.d**-0.5)
-        self.layers = nn.ModuleList(Layer(cfg.d, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
+        inner = cfg.inner_size or cfg.d
+        self.layers = nn.ModuleList(Layer(cfg.d, cfg.heads, cfg.dropout, inner) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(cfg.d)
         self.drop = nn.Dropout(cfg.dropout)
 

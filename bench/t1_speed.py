@@ -1,0 +1,87 @@
+"""T1 training throughput against this machine's own float32 matmul peak, measured in one run.
+
+For each backbone: FLOPs per training epoch counted exactly with torch's FlopCounterMode (forward +
+backward of every batch, the optimizer excluded), then epochs timed; achieved GFLOP/s divided by the
+best square-GEMM GFLOP/s measured in the same process gives the fraction of peak.
+Usage: python bench/t1_speed.py [--config ml1m] [--epochs 2] [--set model.d=256 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lifelongrec.config import load_config
+from lifelongrec.data.prepare import open_stream
+from lifelongrec.engine import set_threads
+from lifelongrec.pretrain import NextItemObjective, build_t1
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def epoch_flops(obj: NextItemObjective, batch_size: int) -> float:
+    total = 0
+    gen = torch.Generator().manual_seed(0)
+    for batch in obj.train_batches(np.random.default_rng(0), batch_size):
+        with FlopCounterMode(display=False) as fc:
+            loss, _ = obj.loss(batch, gen)
+            loss.backward()
+        total += fc.get_total_flops()
+    obj.module().zero_grad(set_to_none=True)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="ml1m")
+    ap.add_argument("--backbones", nargs="+", default=["nextitnet", "sasrec"])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+    threads = set_threads()
+    peak = matmul_peak()
+    for name in args.backbones:
+        cfg = load_config(args.config, [f"model.name={name}", *args.overrides])
+        stream, _ = open_stream(cfg)
+        backbone, head = build_t1(cfg, stream)
+        obj = NextItemObjective(stream, "T1", backbone, head, cfg)
+        flops = epoch_flops(obj, cfg.train.batch_size)
+        opt = torch.optim.Adam(obj.trainable(), lr=cfg.train.lr)
+        times, tokens = [], 0
+        for epoch in range(args.epochs):
+            rng = np.random.default_rng(epoch)
+            gen = torch.Generator().manual_seed(epoch)
+            obj.module().train()
+            t0, tokens = time.perf_counter(), 0
+            for batch in obj.train_batches(rng, cfg.train.batch_size):
+                loss, n = obj.loss(batch, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tokens += n
+            times.append(time.perf_counter() - t0)
+        t = min(times)
+        print(json.dumps({
+            "backbone": name, "d": cfg.model.d, "threads": threads, "batch_size": cfg.train.batch_size,
+            "loss": cfg.train.loss, "epoch_seconds": [round(x, 2) for x in times], "tokens_per_epoch": tokens,
+            "tokens_per_s": round(tokens / t), "gflop_per_epoch": round(flops / 1e9, 1),
+            "achieved_gflops": round(flops / t / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+            "fraction_of_peak": round(flops / t / 1e9 / peak, 3),
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
