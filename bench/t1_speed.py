@@ -19,7 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
 from lifelongrec.engine import set_threads
-from lifelongrec.pretrain import NextItemObjective, build_t1
+from lifelongrec.objectives import NextItemObjective
+from lifelongrec.pretrain import build_t1, t1_net
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -57,7 +58,7 @@ def main() -> None:
         cfg = load_config(args.config, [f"model.name={name}", *args.overrides])
         stream, _ = open_stream(cfg)
         backbone, head = build_t1(cfg, stream)
-        obj = NextItemObjective(stream, "T1", backbone, head, cfg)
+        obj = NextItemObjective(stream, "T1", t1_net(backbone, head), cfg)
         flops = epoch_flops(obj, cfg.train.batch_size)
         opt = torch.optim.Adam(obj.trainable(), lr=cfg.train.lr)
         times, tokens = [], 0
@@ -74,13 +75,25 @@ def main() -> None:
                 tokens += n
             times.append(time.perf_counter() - t0)
         t = min(times)
-        print(json.dumps({
-            "backbone": name, "d": cfg.model.d, "threads": threads, "batch_size": cfg.train.batch_size,
-            "loss": cfg.train.loss, "epoch_seconds": [round(x, 2) for x in times], "tokens_per_epoch": tokens,
-            "tokens_per_s": round(tokens / t), "gflop_per_epoch": round(flops / 1e9, 1),
-            "achieved_gflops": round(flops / t / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
-            "fraction_of_peak": round(flops / t / 1e9 / peak, 3),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "backbone": name,
+                    "d": cfg.model.d,
+                    "threads": threads,
+                    "batch_size": cfg.train.batch_size,
+                    "loss": cfg.train.loss,
+                    "epoch_seconds": [round(x, 2) for x in times],
+                    "tokens_per_epoch": tokens,
+                    "tokens_per_s": round(tokens / t),
+                    "gflop_per_epoch": round(flops / 1e9, 1),
+                    "achieved_gflops": round(flops / t / 1e9, 1),
+                    "matmul_peak_gflops": round(peak, 1),
+                    "fraction_of_peak": round(flops / t / 1e9 / peak, 3),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

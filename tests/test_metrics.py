@@ -47,9 +47,9 @@ def test_chunked_equals_unchunked_and_bias():
 
 def test_exclude_seen_items():
     users, items = _setup()
-    exclude = torch.zeros(3, 6, dtype=torch.bool)
-    exclude[1, 1] = True  # user 1 has seen item 1: it no longer ranks ahead
+    exclude = (torch.tensor([1]), torch.tensor([1]))  # user 1 has seen item 1: it no longer ranks ahead
     assert ranks_full(users, items, torch.tensor([1, 3, 5]), exclude=exclude).tolist() == [1, 2, 1]
+    assert ranks_full(users, items, torch.tensor([1, 3, 5]), exclude=exclude, chunk=2).tolist() == [1, 2, 1]
 
 
 def test_rank_metrics_by_hand():

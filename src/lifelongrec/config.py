@@ -158,12 +158,17 @@ class TrainConfig(Strict):
     # T1 loss: full softmax over all items, or sampled softmax with this fraction of items as negatives.
     loss: Literal["full", "sampled"] = "full"
     sampled_fraction: float = Field(0.2, gt=0, le=1)
+    # Item recommendation tasks (T2, T3): Conure reports BPR with sampled negatives; full softmax is
+    # the stronger and faster-converging choice here. Both are available.
+    item_loss: Literal["full", "sampled", "bpr"] = "full"
     eval_batch_size: int = Field(1024, ge=1)
     # Early stopping watches this validation metric (MRR@k, NDCG@k, HR@k; accuracy for classification).
     monitor: str = "MRR@5"
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
     # Ranking protocol: exact full ranking (default), or sampled with this many negatives (labelled).
     sampled_eval_negatives: int | None = None
+    # Remove the items a user has already interacted with from the candidates (full ranking only).
+    exclude_seen: bool = False
     threads: int | None = None  # torch threads; default: all cores
 
 

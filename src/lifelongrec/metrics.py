@@ -25,7 +25,7 @@ def ranks_full(
     items: torch.Tensor,  # [N + 1, d] item vectors; row 0 is padding
     targets: torch.Tensor,  # [B] item index in 1..N
     bias: torch.Tensor | None = None,  # [N + 1] optional per-item bias
-    exclude: torch.Tensor | None = None,  # [B, N + 1] bool, True = not a candidate (e.g. seen items)
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,  # (row, item) pairs that are not candidates
     chunk: int = 65_536,
 ) -> torch.Tensor:
     """Exact 1-based rank of each target among all items, pessimistic on ties.
@@ -44,8 +44,10 @@ def ranks_full(
             s = s + bias[start:stop]
         beats = s >= target_score[:, None]
         beats &= targets[:, None] != torch.arange(start, stop, device=users.device)[None, :]
-        if exclude is not None:
-            beats &= ~exclude[:, start:stop]
+        if exclude is not None:  # e.g. items the user has already seen; built per chunk to bound memory
+            rows, cols = exclude
+            sel = (cols >= start) & (cols < stop)
+            beats[rows[sel], cols[sel] - start] = False
         ahead += beats.sum(-1)
     return ahead + 1
 

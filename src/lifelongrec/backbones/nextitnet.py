@@ -26,9 +26,10 @@ class CausalConv1d(nn.Module):
     """Conv over [B, L, d] that sees only the current and earlier positions.
 
     Computed as one matrix product: the k dilated taps x[t - (k-1-j) r] are concatenated into
-    [B*L, k*d] and multiplied by the kernel reshaped to [k*d, d]. On CPU this large GEMM runs several
-    times faster than conv1d over a channels-first copy (bench/RESULTS.md). The weight keeps
-    Conv1d's layout [d_out, d_in, k], so per-kernel pruning masks apply to it unchanged.
+    [B*L, k*d] and multiplied by the kernel reshaped to [k*d, d]. On 2 CPU cores this was 15-19%
+    faster than F.conv1d over a channels-first copy (fwd+bwd, B=256, L=34, d=64 and 256), and it
+    keeps the batch-major layout of the rest of the model. The weight keeps Conv1d's layout
+    [d_out, d_in, k], so per-kernel pruning masks apply to it unchanged.
     """
 
     def __init__(self, d: int, kernel_size: int, dilation: int) -> None:
@@ -67,9 +68,12 @@ class NextItNet(Backbone):
     def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
         super().__init__(cfg, n_items)
         self.blocks = nn.ModuleList(ResidualBlock(cfg.d, cfg.kernel_size, r, cfg.dropout) for r in cfg.dilations)
+        # Pre-norm residual stacks add up every block's output; without a final norm the hidden state's
+        # scale grows with depth and the softmax starts far from uniform (measured: T1 loss above log N).
+        self.ln = nn.LayerNorm(cfg.d)
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = x
         for i, block in enumerate(self.blocks):
             h = (h + self.patch(i, block(h, mask))) * mask
-        return h
+        return self.ln(h) * mask

@@ -1,0 +1,205 @@
+"""What the engine trains: one Objective per task kind, over a `TaskNet` supplied by a method.
+
+A TaskNet is how a method presents its network for one task: an `encode` function (left-padded
+items -> hidden states [B, L, d]), the task's head, the module whose weights are checkpointed, and
+the parameters to train. The objective owns the data side: windows built once, batches by slicing,
+the loss, and exact evaluation on the task's own splits.
+
+- next_item: loss at every position of every training sequence (no prefix augmentation);
+- item_rec: one example per target item, the user vector at the last position of the input;
+- classify: cross-entropy on the user vector; accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import StreamConfig
+from .data.batches import sort_by_length, trim_left, windows
+from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
+from .engine import Objective
+from .heads import ClassHead, ItemHead
+from .metrics import accuracy, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
+
+
+@dataclass
+class TaskNet:
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    head: nn.Module
+    module: nn.Module
+    params: list[nn.Parameter]
+    # Added to the task loss at every step (MTL's joint T1 term); receives the step's generator.
+    extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 64) -> list:
+    """Random batches of similar lengths: shuffle, sort within groups of `bucket` batches, shuffle batches.
+    Similar lengths let each batch drop its all-padding columns."""
+    perm = rng.permutation(len(lengths))
+    out = []
+    step = batch_size * bucket
+    for s in range(0, len(perm), step):
+        group = perm[s : s + step]
+        group = group[np.argsort(lengths[group], kind="stable")]
+        out += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+@dataclass
+class EvalSet:
+    windows: np.ndarray  # [n, L] sorted by length
+    targets: np.ndarray
+    users: np.ndarray
+    ends: np.ndarray
+
+
+class TaskObjective(Objective):
+    """Shared machinery: windows, evaluation sets, batching of (window, target) examples."""
+
+    def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig, width_extra: int = 0) -> None:
+        self.stream, self.net, self.cfg = stream, net, cfg
+        self.td: TaskData = stream.task(task)
+        self.L = cfg.sequence.max_length
+        td = self.td
+        tr = td.split == TRAIN
+        self.train_w = windows(stream.offsets, stream.seq_items, td.user[tr], td.end[tr], self.L + width_extra)
+        self.train_t = td.target[tr].astype(np.int64)
+        self.eval_sets: dict[int, EvalSet] = {}
+        for split in (VALID, TEST):
+            m = td.split == split
+            w = windows(stream.offsets, stream.seq_items, td.user[m], td.end[m], self.L)
+            order = sort_by_length(w)
+            self.eval_sets[split] = EvalSet(
+                w[order], td.target[m][order].astype(np.int64), td.user[m][order], td.end[m][order]
+            )
+
+    def module(self) -> nn.Module:
+        return self.net.module
+
+    def trainable(self) -> list[nn.Parameter]:
+        return self.net.params
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self.train_w) // batch_size)
+
+    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
+        lengths = (self.train_w > 0).sum(1)
+        for idx in bucketed_batches(lengths, batch_size, rng):
+            yield torch.from_numpy(trim_left(self.train_w[idx])), torch.from_numpy(self.train_t[idx])
+
+    def _with_extra(self, loss: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return loss if self.net.extra_loss is None else loss + self.net.extra_loss(gen)
+
+    def user_vectors(self, w: np.ndarray) -> torch.Tensor:
+        return self.net.encode(torch.from_numpy(trim_left(w)))[:, -1]
+
+    def seen(self, users: np.ndarray, ends: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, item) pairs of every item in each example's input history."""
+        lens = ends.astype(np.int64)
+        rows = np.repeat(np.arange(len(users)), lens)
+        first = np.repeat(self.stream.offsets[users] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+        items = self.stream.seq_items[first + np.arange(lens.sum())]
+        return torch.from_numpy(rows), torch.from_numpy(items.astype(np.int64))
+
+    def _rank_items(self, split: int) -> dict:
+        """Rank each target among the catalogue (exact by default) and summarise."""
+        es, head, tc = self.eval_sets[split], self.net.head, self.cfg.train
+        gen = torch.Generator().manual_seed(12345 + split)
+        ranks = []
+        for s in range(0, len(es.windows), tc.eval_batch_size):
+            sl = slice(s, s + tc.eval_batch_size)
+            u, t = self.user_vectors(es.windows[sl]), torch.from_numpy(es.targets[sl])
+            if tc.sampled_eval_negatives is None:
+                seen = self.seen(es.users[sl], es.ends[sl]) if tc.exclude_seen else None
+                ranks.append(ranks_full(u, head.items, t, bias=head.bias, exclude=seen))
+            else:
+                ranks.append(ranks_sampled(u, head.items, t, tc.sampled_eval_negatives, gen, bias=head.bias))
+        r = torch.cat(ranks) if ranks else torch.zeros(0)
+        out: dict = rank_metrics(r, tc.ks)
+        if tc.sampled_eval_negatives is None:
+            out["protocol"] = "full" + ("-exclude-seen" if tc.exclude_seen else "")
+        else:
+            out["protocol"] = f"sampled-{tc.sampled_eval_negatives}"
+        out["examples"] = len(r)
+        return out
+
+
+class NextItemObjective(TaskObjective):
+    """T1: predict every next item of every training sequence (windows are L + 1 wide)."""
+
+    def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
+        super().__init__(stream, task, net, cfg, width_extra=1)
+        keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
+        self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
+        self.monitor = cfg.train.monitor
+        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))
+
+    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        w, _ = batch
+        inp, tgt = w[:, :-1], w[:, 1:]
+        h = self.net.encode(inp)
+        m = (inp > 0) & (tgt > 0)
+        loss = self.net.head.loss(h[m], tgt[m], self.cfg.train.loss, self.n_neg, gen)
+        return self._with_extra(loss, gen), int(m.sum())
+
+    def evaluate(self, split: int) -> dict:
+        return self._rank_items(split)
+
+
+class ItemRecObjective(TaskObjective):
+    """Item recommendation on another behaviour: the user vector scores the target item."""
+
+    def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
+        super().__init__(stream, task, net, cfg)
+        self.monitor = cfg.train.monitor
+        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))
+
+    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        w, t = batch
+        u = self.net.encode(w)[:, -1]
+        loss = self.net.head.loss(u, t, self.cfg.train.item_loss, self.n_neg, gen)
+        return self._with_extra(loss, gen), len(t)
+
+    def evaluate(self, split: int) -> dict:
+        return self._rank_items(split)
+
+
+class ClassifyObjective(TaskObjective):
+    """Profile prediction: cross-entropy on the user vector; accuracy (pessimistic on ties)."""
+
+    monitor = "accuracy"
+
+    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        w, t = batch
+        loss = self.net.head.loss(self.net.encode(w)[:, -1], t)
+        return self._with_extra(loss, gen), len(t)
+
+    def evaluate(self, split: int) -> dict:
+        es, bs = self.eval_sets[split], self.cfg.train.eval_batch_size
+        ranks = []
+        for s in range(0, len(es.windows), bs):
+            scores = self.net.head(self.user_vectors(es.windows[s : s + bs]))
+            ranks.append(ranks_from_scores(scores, torch.from_numpy(es.targets[s : s + bs])))
+        r = torch.cat(ranks) if ranks else torch.zeros(0)
+        return {"accuracy": accuracy(r), "protocol": "accuracy", "examples": len(r)}
+
+
+OBJECTIVES = {"next_item": NextItemObjective, "item_rec": ItemRecObjective, "classify": ClassifyObjective}
+
+
+def objective_for(stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> TaskObjective:
+    return OBJECTIVES[stream.task(task).kind](stream, task, net, cfg)
+
+
+def new_head(stream: Stream, task: str, d: int) -> nn.Module:
+    td = stream.task(task)
+    if td.kind == "classify":
+        return ClassHead(d, len(td.classes or []))
+    return ItemHead(d, stream.n_items)
