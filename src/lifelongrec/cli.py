@@ -152,6 +152,39 @@ def pretrain_cmd(
     typer.echo(f"backbone written to {out}")
 
 
+stream_app = typer.Typer(no_args_is_help=True, help="Learn a stream of tasks with a continual method.")
+app.add_typer(stream_app, name="stream")
+
+
+@stream_app.command("run")
+def stream_run(
+    config: ConfigOpt = "ml1m",
+    method: Annotated[str, typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec")] = "finesmax",
+    order: Annotated[str | None, typer.Option(help="learning order, e.g. T1,T3,T2 (default: the config's)")] = None,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this folder")] = None,
+) -> None:
+    """Learn the tasks one after another; after each, evaluate every task learned so far."""
+    from .config import StreamConfig, load_config
+    from .runner import run_stream
+
+    if resume is not None:
+        cfg_file = resume / "config.json"
+        if not cfg_file.is_file():
+            raise LifelongrecError(f"--resume {resume}: no config.json (not a stream run folder)")
+        cfg = StreamConfig.model_validate(json.loads(cfg_file.read_text()))
+        run = json.loads((resume / "run.json").read_text())
+        method, order_list, out = run["method"], run["order"], resume
+    else:
+        cfg = load_config(config, set_)
+        order_list = [t.strip() for t in order.split(",")] if order else None
+        out = out or Path("runs") / cfg.name / f"stream-{method}"
+    s = run_stream(cfg, method, out, order_list, resume=resume is not None, log=typer.echo)
+    typer.echo(f"final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
+    typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
+
+
 def main() -> None:
     try:
         app()

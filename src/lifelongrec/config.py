@@ -172,6 +172,14 @@ class TrainConfig(Strict):
     threads: int | None = None  # torch threads; default: all cores
 
 
+class MethodConfig(Strict):
+    """Knobs of the continual methods; each method reads its own."""
+
+    mtl_t1_weight: float = Field(0.1, ge=0)  # MTL: weight of the T1 loss (Conure found 0.1 best)
+    peterrec_mode: Literal["serial", "parallel"] = "serial"
+    peterrec_bottleneck: int = Field(16, ge=1)  # patch width (PeterRec: a small fraction of d)
+
+
 class StreamConfig(Strict):
     name: str
     source: SourceConfig
@@ -180,6 +188,9 @@ class StreamConfig(Strict):
     tasks: list[TaskConfig]
     model: BackboneConfig = BackboneConfig()
     train: TrainConfig = TrainConfig()
+    # Overrides of `train` for every task after the first (Conure: lr 1e-4, batch 512 after T1).
+    finetune: dict[str, Any] = Field(default_factory=dict)
+    method: MethodConfig = MethodConfig()
 
     @model_validator(mode="after")
     def _tasks(self) -> StreamConfig:
@@ -189,12 +200,25 @@ class StreamConfig(Strict):
             raise ValueError(f"task names must be unique, repeated: {sorted(dup)}")
         if not self.tasks:
             raise ValueError("a stream needs at least one task")
+        if self.finetune:
+            unknown = set(self.finetune) - set(TrainConfig.model_fields)
+            if unknown:
+                raise ValueError(f"finetune: unknown train fields {sorted(unknown)}")
         if self.model.name == "sasrec" and self.model.max_length < self.sequence.max_length:
             raise ValueError(
                 f"model.max_length ({self.model.max_length}) must be >= "
                 f"sequence.max_length ({self.sequence.max_length})"
             )
         return self
+
+    def train_for(self, index: int) -> TrainConfig:
+        """Training knobs of the task at position `index` of the learning order."""
+        if index == 0 or not self.finetune:
+            return self.train
+        try:
+            return TrainConfig.model_validate({**self.train.model_dump(), **self.finetune})
+        except ValidationError as e:
+            raise ConfigError(_format_validation(e, "finetune")) from None
 
     def split_for(self, task: TaskConfig) -> SplitConfig:
         s = task.split or self.split

@@ -45,11 +45,12 @@ class Backbone(nn.Module):
     def user_vector(self, items: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
         return self.encode(items, prompt)[:, -1]
 
-    def patch(self, index: int, h: torch.Tensor) -> torch.Tensor:
-        """Hook inside block `index`; PeterRec-style methods register modules here."""
+    def patch(self, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Hook on block `index`'s residual branch: `x` is the block input, `y` the branch output.
+        PeterRec-style methods set `self.patches` (a ModuleDict keyed by block index) to adapt y."""
         if self.patches is not None and str(index) in self.patches:
-            return self.patches[str(index)](h)
-        return h
+            return self.patches[str(index)](x, y)
+        return y
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

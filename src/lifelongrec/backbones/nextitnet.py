@@ -75,5 +75,5 @@ class NextItNet(Backbone):
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = x
         for i, block in enumerate(self.blocks):
-            h = (h + self.patch(i, block(h, mask))) * mask
+            h = (h + self.patch(i, h, block(h, mask))) * mask
         return self.ln(h) * mask

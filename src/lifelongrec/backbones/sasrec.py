@@ -78,5 +78,5 @@ class SASRec(Backbone):
         allowed = allowed[:, None]  # [B, 1, L, L]
         for i, layer in enumerate(self.layers):
             h, update = layer(h, allowed)
-            h = (h + self.patch(i, update)) * mask
+            h = (h + self.patch(i, h, update)) * mask
         return self.ln(h) * mask

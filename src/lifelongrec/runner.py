@@ -1,0 +1,205 @@
+"""The stream runner: learn the tasks in order with one method, measure what is kept and lost.
+
+After each task every task learned so far is evaluated on its test split, filling row i of the
+accuracy matrix R (metric of task j after learning task i; MRR@5 for item tasks, accuracy for profile
+tasks by default). The run folder holds everything a report needs, written atomically:
+
+    config.json         the resolved stream config          run.json      method, order, status
+    metrics.jsonl       one line per learned task           matrix.csv    R, one row per learned task
+    summary.json        final/average/forgetting/BWT + parameters, bytes and seconds per task
+    tasks/<T>/          train/ (checkpoints, per-epoch metrics) and the task artifact
+    state/              the method's weights after the last completed task (resume point)
+
+Resume: `run_stream(..., resume=True)` replays the method's structure for the completed tasks, loads
+its saved weights, and continues; the engine resumes a half-trained task from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import StreamConfig
+from .continual import summary as continual_summary
+from .data.prepare import open_stream
+from .data.stream import TEST
+from .engine import fit, set_threads
+from .errors import ConfigError, LifelongrecError
+from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
+from .methods import TaskInfo, build_method
+from .objectives import objective_for
+
+RUN_VERSION = 1
+
+
+def task_metric(kind: str, cfg: StreamConfig) -> str:
+    return "accuracy" if kind == "classify" else cfg.train.monitor
+
+
+def _order(cfg: StreamConfig, order: list[str] | None) -> list[str]:
+    names = [t.name for t in cfg.tasks]
+    order = order or names
+    unknown = [t for t in order if t not in names]
+    if unknown:
+        raise ConfigError(f"--order: unknown task(s) {unknown} (this stream has: {', '.join(names)})")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"--order: a task appears twice in {order}")
+    first = next(t for t in cfg.tasks if t.name == order[0])
+    if first.kind != "next_item":
+        raise ConfigError(f"--order must start with the self-supervised next_item task, not {order[0]} ({first.kind})")
+    return order
+
+
+def _matrix_csv(order: list[str], R: list[list[float]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["after", *order])
+    for i, row in enumerate(R):
+        w.writerow([order[i], *[("" if j > i else f"{row[j]:.6f}") for j in range(len(order))]])
+    return buf.getvalue()
+
+
+def _square(R: list[list[float]], n: int) -> np.ndarray:
+    M = np.full((n, n), math.nan)
+    for i, row in enumerate(R):
+        M[i, : i + 1] = row[: i + 1]
+    return M
+
+
+def run_stream(
+    cfg: StreamConfig, method_name: str, out: Path, order: list[str] | None = None, resume: bool = False, log=print
+) -> dict:
+    set_threads(cfg.train.threads)
+    stream, _ = open_stream(cfg)
+    order = _order(cfg, order)
+    kinds = {t.name: t.kind for t in cfg.tasks}
+    out.mkdir(parents=True, exist_ok=True)
+    state_dir = out / "state"
+    if resume:
+        run = json.loads((out / "run.json").read_text())
+        if run["method"] != method_name or run["order"] != order:
+            raise LifelongrecError(f"{out}: was run with method {run['method']} and order {run['order']}")
+    write_json_atomic(out / "config.json", cfg.model_dump(mode="json", by_alias=True))
+    run = {
+        "version": RUN_VERSION,
+        "lifelongrec_version": __version__,
+        "method": method_name,
+        "order": order,
+        "stream": cfg.name,
+        "vocab_hash": stream.manifest["vocab_hash"],
+        "status": "running",
+    }
+    write_json_atomic(out / "run.json", run)
+
+    method = build_method(method_name, cfg, stream)
+    done: dict = {"rows": [], "R": []}
+    if resume and (state_dir / "state.json").is_file():
+        done = json.loads((state_dir / "state.json").read_text())
+        for i, name in enumerate(order[: len(done["rows"])]):  # rebuild the structure, then load weights
+            info = TaskInfo(name, kinds[name], i)
+            method.before_task(info)
+            method.after_task(info)
+        method.module().load_state_dict(load_file(state_dir / "method.safetensors"))
+        method.load_extra_state(done["method"])
+        log(f"resumed {out}: {len(done['rows'])} of {len(order)} tasks already learned")
+
+    for i in range(len(done["rows"]), len(order)):
+        name = order[i]
+        info = TaskInfo(name, kinds[name], i)
+        cfg_i = cfg.model_copy(update={"train": cfg.train_for(i)})
+        net = method.before_task(info)
+        obj = objective_for(stream, name, net, cfg_i)
+        n_trainable = sum(p.numel() for p in net.params)
+        log(f"[{method_name}] task {i + 1}/{len(order)} {name} ({info.kind}): {n_trainable:,} trainable parameters")
+        t0 = time.perf_counter()
+        res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
+        train_s = time.perf_counter() - t0
+        method.after_task(info)
+        method.module().eval()
+        row, cells = [], {}
+        for j, prev in enumerate(order[: i + 1]):
+            cfg_j = cfg.model_copy(update={"train": cfg.train_for(j)})
+            m = objective_for(stream, prev, method.eval_net(prev), cfg_j).evaluate(TEST)
+            row.append(float(m[task_metric(kinds[prev], cfg)]))
+            cells[prev] = m
+        entry = {
+            "task": name,
+            "index": i,
+            "kind": info.kind,
+            "metric": task_metric(info.kind, cfg),
+            "trainable_parameters": n_trainable,
+            "added_bytes": method.added_bytes(name),
+            "train_seconds": round(train_s, 2),
+            "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run,
+            "valid": res.best_valid,
+            "test_after": cells,
+        }
+        _save_task_artifact(out / "tasks" / name, method, name, info, cfg, stream, entry)
+        done["rows"].append(entry)
+        done["R"].append(row)
+        done["method"] = method.extra_state()
+        _write_reports(out, order, done, method)
+        with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
+            save_file({k: v.contiguous() for k, v in method.module().state_dict().items()}, d / "method.safetensors")
+            write_json_atomic(d / "state.json", done)
+        log(f"[{method_name}] after {name}: " + "  ".join(f"{order[j]} {v:.4f}" for j, v in enumerate(row)))
+    run["status"] = "complete"
+    write_json_atomic(out / "run.json", run)
+    return json.loads((out / "summary.json").read_text())
+
+
+def _save_task_artifact(folder: Path, method, name: str, info: TaskInfo, cfg: StreamConfig, stream, entry) -> None:
+    tensors = {k: v.detach().contiguous() for k, v in method.task_state(name).items()}
+    save_file(tensors, folder / "artifact.safetensors.tmp")
+    (folder / "artifact.safetensors.tmp").replace(folder / "artifact.safetensors")
+    td = stream.task(name)
+    write_json_atomic(
+        folder / "artifact.json",
+        {
+            "format_version": RUN_VERSION,
+            "method": method.name,
+            "task": name,
+            "kind": info.kind,
+            "index": info.index,
+            "classes": td.classes,
+            "n_items": stream.n_items,
+            "vocab_hash": stream.manifest["vocab_hash"],
+            "model": cfg.model.model_dump(mode="json"),
+            "max_length": cfg.sequence.max_length,
+            "backbone_fingerprint": method.backbone_fingerprint(name),
+            "metrics": entry["test_after"][name],
+        },
+    )
+
+
+def _write_reports(out: Path, order: list[str], done: dict, method) -> None:
+    rows = done["rows"]
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(out / "matrix.csv", _matrix_csv(order, done["R"]))
+    learned = [r["task"] for r in rows]
+    s = continual_summary(_square(done["R"], len(learned)))
+    s = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+    s["forgetting"] = [None if (x is None or math.isnan(x)) else x for x in s["forgetting"]]
+    write_json_atomic(
+        out / "summary.json",
+        {
+            "method": method.name,
+            "tasks": learned,
+            "metrics": [r["metric"] for r in rows],
+            **s,
+            "backbones_stored": method.backbones_stored(),
+            "trainable_parameters": [r["trainable_parameters"] for r in rows],
+            "added_bytes": [r["added_bytes"] for r in rows],
+            "train_seconds": [r["train_seconds"] for r in rows],
+            "complete": len(rows) == len(order),
+        },
+    )
