@@ -181,7 +181,7 @@ def stream_run(
         order_list = [t.strip() for t in order.split(",")] if order else None
         out = out or Path("runs") / cfg.name / f"stream-{method}"
     s = run_stream(cfg, method, out, order_list, resume=resume is not None, log=typer.echo)
-    typer.echo(f"final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
+    typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 
 

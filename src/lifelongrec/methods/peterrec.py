@@ -42,7 +42,7 @@ class PeterRec(Method):
         return len(self.backbone.blocks) if hasattr(self.backbone, "blocks") else len(self.backbone.layers)
 
     def _encoder(self, task: str):
-        patches = self.patches[task] if task in self.patches else None
+        patches = self.patches[task] if task in self.patches else None  # noqa: SIM401 - ModuleDict has no get
 
         def encode(items, prompt=None):
             self.backbone.patches = patches
