@@ -34,3 +34,29 @@ def test_method_runs_the_stream(tmp_path, method, backbone):
         meta = json.loads((tmp_path / "run" / "tasks" / t / "artifact.json").read_text())
         assert meta["method"] == method and len(meta["backbone_fingerprint"]) == 64
     assert s["added_bytes"][1] > 0 and s["train_seconds"][0] > 0
+
+
+def test_report_table_and_heatmaps(tmp_path):
+    from typer.testing import CliRunner
+
+    from lifelongrec.cli import app
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    for m in ("finesmax", "seqft"):
+        run_stream(cfg, m, tmp_path / m, log=lambda *_: None)
+    r = CliRunner().invoke(
+        app, ["report", str(tmp_path / "finesmax"), str(tmp_path / "seqft"), "--out", str(tmp_path / "rep")]
+    )
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("| finesmax") or x.startswith("| seqft")]
+    assert len(lines) == 2 and "| 1 |" in lines[0]
+    assert (tmp_path / "rep" / "finesmax_accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "report.md").read_text().count("![") == 4
+
+
+def test_report_of_a_non_run_folder(tmp_path):
+    from lifelongrec.errors import LifelongrecError
+    from lifelongrec.report import read_run
+
+    with pytest.raises(LifelongrecError, match="not a stream run folder"):
+        read_run(tmp_path)

@@ -185,6 +185,20 @@ def stream_run(
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 
 
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="stream run folders")],
+    out: OutOpt = None,
+    plots: Annotated[bool, typer.Option(help="write PNG heatmaps")] = True,
+) -> None:
+    """A Conure Table-2 style table (and heatmaps) from stream runs; reads only the runs' files."""
+    from .report import report
+
+    out = out or runs[0].parent / "report"
+    typer.echo(report(runs, out, plots))
+    typer.echo(f"\nwritten to {out / 'report.md'}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,134 @@
+"""Reports from finished (or partial) stream runs. Reads only the files a run wrote.
+
+`report(runs, out)` writes `report.md`, a table in the layout of Conure's Table 2 (rows = methods,
+columns = tasks, the final metric of each task after the whole stream, plus backbones stored, bytes
+added and training seconds per task), and per run two heatmaps: the accuracy matrix R (coloured by
+retention R[i][j] / R[j][j], values written in the cells) and the forgetting matrix R[j][j] - R[i][j].
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LifelongrecError
+from .fsutil import write_text_atomic
+
+
+def read_run(path: Path) -> dict:
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+        run = json.loads((path / "run.json").read_text())
+        rows = list(csv.reader((path / "matrix.csv").read_text().splitlines()))
+    except FileNotFoundError as e:
+        raise LifelongrecError(f"{path}: not a stream run folder ({Path(e.filename).name} is missing)") from None
+    order = rows[0][1:]
+    R = np.full((len(rows) - 1, len(order)), math.nan)
+    for i, r in enumerate(rows[1:]):
+        for j, v in enumerate(r[1:]):
+            if v != "":
+                R[i, j] = float(v)
+    return {"path": path, "summary": summary, "run": run, "order": order, "R": R}
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def table(runs: list[dict]) -> str:
+    tasks: list[str] = []
+    for r in runs:
+        tasks += [t for t in r["order"] if t not in tasks]
+    head = ["method", *tasks, "avg T2+", "forgetting (mean)", "#Bb", "bytes added T2+", "s per task"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        s, order, R = r["summary"], r["order"], r["R"]
+        last = R[len(s["tasks"]) - 1] if len(s["tasks"]) else []
+        cells = []
+        for t in tasks:
+            j = order.index(t) if t in order else None
+            cells.append("-" if j is None or j >= len(last) or math.isnan(last[j]) else f"{last[j]:.4f}")
+        later = [last[j] for j in range(1, len(s["tasks"]))]
+        forget = [f for f in s["forgetting"] if f is not None]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    s["method"] + ("" if s["complete"] else " (partial)"),
+                    *cells,
+                    f"{np.mean(later):.4f}" if later else "-",
+                    f"{np.mean(forget):.4f}" if forget else "-",
+                    str(s["backbones_stored"]),
+                    _fmt_bytes(sum(s["added_bytes"][1:])) if len(s["added_bytes"]) > 1 else "-",
+                    f"{np.mean(s['train_seconds']):.0f}",
+                ]
+            )
+            + " |"
+        )
+    metrics = sorted({m for r in runs for m in r["summary"]["metrics"]})
+    lines.append("")
+    lines.append(
+        f"Each task's final metric on its test split after the whole stream ({', '.join(metrics)}; "
+        "item tasks by exact full ranking). #Bb: backbones stored."
+    )
+    return "\n".join(lines)
+
+
+def heatmaps(run: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R, order = run["R"], run["order"]
+    n = R.shape[0]
+    names = order[:n]
+    diag = np.array([R[j, j] for j in range(n)])
+    retention = R[:, :n] / np.where(diag == 0, np.nan, diag)[None, :]
+    forgetting = diag[None, :] - R[:, :n]
+    paths = []
+    for name, values, colour, title in (
+        ("accuracy", R[:, :n], retention, "R[i][j] (colour: R[i][j] / R[j][j])"),
+        ("forgetting", forgetting, forgetting, "forgetting R[j][j] - R[i][j]"),
+    ):
+        fig, ax = plt.subplots(figsize=(1.2 * n + 2, 1.0 * n + 1.5))
+        im = ax.imshow(np.ma.masked_invalid(colour), cmap="viridis" if name == "accuracy" else "magma_r")
+        for i in range(n):
+            for j in range(i + 1):
+                if not math.isnan(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8, color="w")
+        ax.set_xticks(range(n), names)
+        ax.set_yticks(range(n), [f"after {t}" for t in names])
+        ax.set_title(f"{run['summary']['method']}: {title}", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        p = out / f"{run['summary']['method']}_{name}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def report(paths: list[Path], out: Path, plots: bool = True) -> str:
+    runs = [read_run(p) for p in paths]
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(runs)
+    body = ["# Stream report", "", text, ""]
+    for r in runs:
+        body.append(
+            f"- {r['summary']['method']}: `{r['path']}`, order {' -> '.join(r['order'])}, "
+            f"BWT {r['summary']['bwt'] if r['summary']['bwt'] is not None else 'n/a'}"
+        )
+        if plots:
+            for p in heatmaps(r, out):
+                body.append(f"  ![{p.stem}]({p.name})")
+    write_text_atomic(out / "report.md", "\n".join(body) + "\n")
+    return text
