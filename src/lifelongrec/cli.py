@@ -199,6 +199,42 @@ def report_cmd(
     typer.echo(f"\nwritten to {out / 'report.md'}")
 
 
+@app.command("predict")
+def predict_cmd(
+    run: Annotated[Path, typer.Argument(help="a stream run folder")],
+    task: Annotated[str, typer.Option(help="task name, e.g. T2")],
+    history: Annotated[
+        list[str] | None, typer.Option(help="item ids, oldest first (repeat, or space-separated)")
+    ] = None,
+    histories: Annotated[
+        Path | None, typer.Option(help="a file with one history per line, ids separated by tabs")
+    ] = None,
+    k: Annotated[int, typer.Option(help="how many items to recommend")] = 10,
+    exclude_seen: Annotated[bool, typer.Option(help="never recommend an item of the history")] = False,
+    embed: Annotated[bool, typer.Option(help="print the user vector instead")] = False,
+) -> None:
+    """Top-k items (item tasks), a class with probabilities (profile tasks) or the user vector, as JSON lines."""
+    from .predict import Predictor
+
+    if (history is None) == (histories is None):
+        raise LifelongrecError("give either --history ID [ID ...] or --histories FILE")
+    p = Predictor(run)
+    if histories is not None:
+        if not histories.is_file():
+            raise LifelongrecError(f"--histories {histories}: file not found")
+        lines = [ln.rstrip("\r\n").split("\t") for ln in histories.read_text(encoding="utf-8").splitlines()]
+    else:
+        lines = [[h for x in history for h in x.split("\t")]]
+    for n, ids in enumerate(lines, start=1):
+        ids = [i for i in ids if i != ""]
+        try:
+            out = p.embed(task, ids) if embed else p.predict(task, ids, k, exclude_seen)
+        except LifelongrecError as e:
+            where = f"{histories}: line {n}: " if histories is not None else ""
+            raise LifelongrecError(f"{where}{e}") from None
+        typer.echo(json.dumps(out))
+
+
 def main() -> None:
     try:
         app()

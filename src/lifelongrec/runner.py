@@ -33,7 +33,7 @@ from .data.prepare import open_stream
 from .data.stream import TEST
 from .engine import fit, set_threads
 from .errors import ConfigError, LifelongrecError
-from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
+from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .methods import TaskInfo, build_method
 from .objectives import objective_for
 
@@ -78,7 +78,7 @@ def run_stream(
     cfg: StreamConfig, method_name: str, out: Path, order: list[str] | None = None, resume: bool = False, log=print
 ) -> dict:
     set_threads(cfg.train.threads)
-    stream, _ = open_stream(cfg)
+    stream, prepared = open_stream(cfg)
     order = _order(cfg, order)
     kinds = {t.name: t.kind for t in cfg.tasks}
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +88,7 @@ def run_stream(
         if run["method"] != method_name or run["order"] != order:
             raise LifelongrecError(f"{out}: was run with method {run['method']} and order {run['order']}")
     write_json_atomic(out / "config.json", cfg.model_dump(mode="json", by_alias=True))
+    write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
     run = {
         "version": RUN_VERSION,
         "lifelongrec_version": __version__,
