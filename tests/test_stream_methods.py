@@ -60,3 +60,21 @@ def test_report_of_a_non_run_folder(tmp_path):
 
     with pytest.raises(LifelongrecError, match="not a stream run folder"):
         read_run(tmp_path)
+
+
+def test_stream_starts_from_a_pretrained_backbone(tmp_path):
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.pretrain import pretrain
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    stream, _ = open_stream(cfg)
+    meta = pretrain(cfg, stream, tmp_path / "pre", log=lambda *_: None)
+    s = run_stream(cfg, "finesmax", tmp_path / "run", log=lambda *_: None, init_from=tmp_path / "pre")
+    first = float((tmp_path / "run" / "matrix.csv").read_text().splitlines()[1].split(",")[1])
+    assert first == pytest.approx(meta["test"]["MRR@5"], abs=1e-6)
+    assert s["complete"]
+    bad = load_config(synthetic_config(tmp_path), [*FAST, "model.d=8"])
+    from lifelongrec.errors import LifelongrecError
+
+    with pytest.raises(LifelongrecError, match="model config"):
+        run_stream(bad, "finesmax", tmp_path / "bad", log=lambda *_: None, init_from=tmp_path / "pre")

@@ -164,6 +164,9 @@ def stream_run(
     set_: SetOpt = None,
     out: OutOpt = None,
     resume: Annotated[Path | None, typer.Option(help="continue the run in this folder")] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="start from this `lifelongrec pretrain` artifact instead of training T1")
+    ] = None,
 ) -> None:
     """Learn the tasks one after another; after each, evaluate every task learned so far."""
     from .config import StreamConfig, load_config
@@ -176,11 +179,12 @@ def stream_run(
         cfg = StreamConfig.model_validate(json.loads(cfg_file.read_text()))
         run = json.loads((resume / "run.json").read_text())
         method, order_list, out = run["method"], run["order"], resume
+        init_from = Path(run["init_from"]) if run.get("init_from") else None
     else:
         cfg = load_config(config, set_)
         order_list = [t.strip() for t in order.split(",")] if order else None
         out = out or Path("runs") / cfg.name / f"stream-{method}"
-    s = run_stream(cfg, method, out, order_list, resume=resume is not None, log=typer.echo)
+    s = run_stream(cfg, method, out, order_list, resume=resume is not None, log=typer.echo, init_from=init_from)
     typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_bytes
 
 from . import __version__
 from .config import StreamConfig
 from .continual import summary as continual_summary
 from .data.prepare import open_stream
 from .data.stream import TEST
-from .engine import fit, set_threads
+from .engine import FitResult, fit, set_threads
 from .errors import ConfigError, LifelongrecError
 from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .methods import TaskInfo, build_method
@@ -74,8 +75,34 @@ def _square(R: list[list[float]], n: int) -> np.ndarray:
     return M
 
 
+def _load_pretrained(net, init_from: Path, cfg: StreamConfig, stream, task: str) -> dict:
+    """Put a `lifelongrec pretrain` artifact's weights into the first task's network."""
+    from .artifacts import load_backbone, read_backbone_meta
+
+    meta = read_backbone_meta(init_from)
+    problems = []
+    if meta["vocab_hash"] != stream.manifest["vocab_hash"]:
+        problems.append("its item vocabulary differs from this stream's")
+    if meta["model"] != cfg.model.model_dump(mode="json"):
+        problems.append(f"its model config {meta['model']} differs from this run's {cfg.model.model_dump(mode='json')}")
+    if meta["task"] != task or meta["max_length"] != cfg.sequence.max_length:
+        problems.append(f"it was trained on task {meta['task']} with max_length {meta['max_length']}")
+    if problems:
+        raise LifelongrecError(f"--init-from {init_from}: " + "; ".join(problems))
+    backbone, head, _ = load_backbone(init_from)
+    net.module["backbone"].load_state_dict(backbone.state_dict())
+    net.module["head"].load_state_dict(head.state_dict())
+    return meta
+
+
 def run_stream(
-    cfg: StreamConfig, method_name: str, out: Path, order: list[str] | None = None, resume: bool = False, log=print
+    cfg: StreamConfig,
+    method_name: str,
+    out: Path,
+    order: list[str] | None = None,
+    resume: bool = False,
+    log=print,
+    init_from: Path | None = None,
 ) -> dict:
     set_threads(cfg.train.threads)
     stream, prepared = open_stream(cfg)
@@ -121,8 +148,14 @@ def run_stream(
         n_trainable = sum(p.numel() for p in net.params)
         log(f"[{method_name}] task {i + 1}/{len(order)} {name} ({info.kind}): {n_trainable:,} trainable parameters")
         t0 = time.perf_counter()
-        res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
-        train_s = time.perf_counter() - t0
+        if i == 0 and init_from is not None:  # the same pretrained T1 model for every method
+            pre = _load_pretrained(net, init_from, cfg, stream, name)
+            res = FitResult(pre["best_epoch"], pre["valid"], pre["test"], pre["epochs_run"])
+            train_s = pre["train_seconds"]
+            log(f"[{method_name}] {name} loaded from {init_from} (trained in {train_s:.0f} s)")
+        else:
+            res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
+            train_s = time.perf_counter() - t0
         method.after_task(info)
         method.module().eval()
         row, cells = [], {}
@@ -160,8 +193,7 @@ def run_stream(
 
 def _save_task_artifact(folder: Path, method, name: str, info: TaskInfo, cfg: StreamConfig, stream, entry) -> None:
     tensors = {k: v.detach().contiguous() for k, v in method.task_state(name).items()}
-    save_file(tensors, folder / "artifact.safetensors.tmp")
-    (folder / "artifact.safetensors.tmp").replace(folder / "artifact.safetensors")
+    write_bytes_atomic(folder / "artifact.safetensors", save_bytes(tensors))
     td = stream.task(name)
     write_json_atomic(
         folder / "artifact.json",
