@@ -47,7 +47,18 @@ def table(runs: list[dict]) -> str:
     tasks: list[str] = []
     for r in runs:
         tasks += [t for t in r["order"] if t not in tasks]
-    head = ["method", *tasks, "avg T2+", "forgetting (mean)", "#Bb", "bytes added T2+", "s per task"]
+    head = [
+        "method",
+        *tasks,
+        "avg T2+",
+        "forgetting (mean)",
+        "FWT vs SinMo",
+        "#Bb",
+        "trainable params T2+",
+        "bytes added T2+",
+        "s per task",
+    ]
+    ref = next((r for r in runs if r["summary"]["method"] == "sinmo" and r["summary"]["complete"]), None)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         s, order, R = r["summary"], r["order"], r["R"]
@@ -58,6 +69,12 @@ def table(runs: list[dict]) -> str:
             cells.append("-" if j is None or j >= len(last) or math.isnan(last[j]) else f"{last[j]:.4f}")
         later = [last[j] for j in range(1, len(s["tasks"]))]
         forget = [f for f in s["forgetting"] if f is not None]
+        fwt = "-"
+        if ref is not None and ref is not r:  # FWT_j = R[j][j] - SinMo's R[j][j] (continual.py), mean over T2+
+            ref_diag = {t: ref["R"][j, j] for j, t in enumerate(ref["order"]) if j < len(ref["R"])}
+            gains = [R[j, j] - ref_diag[t] for j, t in enumerate(order[: len(s["tasks"])]) if j > 0 and t in ref_diag]
+            fwt = f"{np.mean(gains):+.4f}" if gains else "-"
+        params = s["trainable_parameters"][1:]
         lines.append(
             "| "
             + " | ".join(
@@ -66,7 +83,9 @@ def table(runs: list[dict]) -> str:
                     *cells,
                     f"{np.mean(later):.4f}" if later else "-",
                     f"{np.mean(forget):.4f}" if forget else "-",
+                    fwt,
                     str(s["backbones_stored"]),
+                    f"{np.mean(params):,.0f}" if params else "-",
                     _fmt_bytes(sum(s["added_bytes"][1:])) if len(s["added_bytes"]) > 1 else "-",
                     f"{np.mean(s['train_seconds']):.0f}",
                 ]
@@ -77,7 +96,8 @@ def table(runs: list[dict]) -> str:
     lines.append("")
     lines.append(
         f"Each task's final metric on its test split after the whole stream ({', '.join(metrics)}; "
-        "item tasks by exact full ranking). #Bb: backbones stored."
+        "item tasks by exact full ranking). #Bb: backbones stored. FWT vs SinMo: mean over T2+ of "
+        "R[j][j] minus SinMo's R[j][j] (shown when a complete SinMo run is in the report)."
     )
     return "\n".join(lines)
 
