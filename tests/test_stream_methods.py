@@ -42,16 +42,19 @@ def test_report_table_and_heatmaps(tmp_path):
     from lifelongrec.cli import app
 
     cfg = load_config(synthetic_config(tmp_path), FAST)
-    for m in ("finesmax", "seqft"):
+    for m in ("finesmax", "seqft", "sinmo"):
         run_stream(cfg, m, tmp_path / m, log=lambda *_: None)
     r = CliRunner().invoke(
-        app, ["report", str(tmp_path / "finesmax"), str(tmp_path / "seqft"), "--out", str(tmp_path / "rep")]
+        app, ["report", *(str(tmp_path / m) for m in ("finesmax", "seqft", "sinmo")), "--out", str(tmp_path / "rep")]
     )
     assert r.exit_code == 0, r.output
-    lines = [x for x in r.output.splitlines() if x.startswith("| finesmax") or x.startswith("| seqft")]
-    assert len(lines) == 2 and "| 1 |" in lines[0]
+    rows = [x for x in r.output.splitlines() if x.startswith(("| finesmax", "| seqft", "| sinmo"))]
+    lines = {x.split("|")[1].strip(): [c.strip() for c in x.split("|")[1:-1]] for x in rows}
+    assert set(lines) == {"finesmax", "seqft", "sinmo"}
+    assert lines["finesmax"][7] == "1" and lines["sinmo"][7] == "3"  # backbones stored
+    assert lines["finesmax"][6] != "-" and lines["sinmo"][6] == "-"  # FWT vs SinMo
     assert (tmp_path / "rep" / "finesmax_accuracy.png").stat().st_size > 1000
-    assert (tmp_path / "rep" / "report.md").read_text().count("![") == 4
+    assert (tmp_path / "rep" / "report.md").read_text().count("![") == 6
 
 
 def test_report_of_a_non_run_folder(tmp_path):
