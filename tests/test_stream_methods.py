@@ -81,3 +81,58 @@ def test_stream_starts_from_a_pretrained_backbone(tmp_path):
 
     with pytest.raises(LifelongrecError, match="model config"):
         run_stream(bad, "finesmax", tmp_path / "bad", log=lambda *_: None, init_from=tmp_path / "pre")
+
+
+@pytest.mark.parametrize("task", ["T2", "T3"])
+def test_frozen_encoder_cache_gives_the_same_loss(tmp_path, task):
+    import torch
+
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.objectives import objective_for
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    stream, _ = open_stream(cfg)
+    m = build_method("finesmax", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    net = m.before_task(TaskInfo(task, stream.task(task).kind, 1))
+    assert net.frozen_encoder
+    cached = objective_for(stream, task, net, cfg)
+    plain_net = type(net)(net.encode, net.head, net.module, net.params)
+    plain = objective_for(stream, task, plain_net, cfg)
+    rng = np.random.default_rng(0)
+    b1 = next(iter(cached.train_batches(rng, 16)))
+    b2 = next(iter(plain.train_batches(np.random.default_rng(0), 16)))
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    torch.testing.assert_close(cached.loss(b1, g1)[0], plain.loss(b2, g2)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_item_task_grouped_loss_is_the_mean_over_examples(tmp_path):
+    """One batch holding every training user: the loss equals the plain mean CE over all examples."""
+    import torch
+    import torch.nn.functional as F
+
+    from lifelongrec.data.batches import windows
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.data.stream import TRAIN
+    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.objectives import objective_for
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    stream, _ = open_stream(cfg)
+    m = build_method("stl", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    net = m.before_task(TaskInfo("T2", "item_rec", 1))
+    obj = objective_for(stream, "T2", net, cfg)
+    batch = next(iter(obj.train_batches(np.random.default_rng(0), 10_000)))
+    got = obj.loss(batch, torch.Generator())[0]
+    td = stream.task("T2")
+    tr = td.split == TRAIN
+    w = torch.from_numpy(windows(stream.offsets, stream.seq_items, td.user[tr], td.end[tr], cfg.sequence.max_length))
+    with torch.no_grad():
+        u = net.encode(w)[:, -1]
+    logits = u @ net.head.weight[1:].T + net.head.bias[1:]
+    want = F.cross_entropy(logits, torch.from_numpy(td.target[tr]).long() - 1)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-5)

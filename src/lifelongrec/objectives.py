@@ -35,6 +35,9 @@ class TaskNet:
     params: list[nn.Parameter]
     # Added to the task loss at every step (MTL's joint T1 term); receives the step's generator.
     extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None
+    # True when nothing before the head trains (FineSmax): user vectors are then computed once per
+    # task and reused every epoch, which is exact because a frozen backbone runs in eval mode.
+    frozen_encoder: bool = False
     extras: dict = field(default_factory=dict)
 
 
@@ -92,7 +95,25 @@ class TaskObjective(Objective):
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
         lengths = (self.train_w > 0).sum(1)
         for idx in bucketed_batches(lengths, batch_size, rng):
-            yield torch.from_numpy(trim_left(self.train_w[idx])), torch.from_numpy(self.train_t[idx])
+            w = None if self.net.frozen_encoder else torch.from_numpy(trim_left(self.train_w[idx]))
+            yield torch.from_numpy(idx), w, torch.from_numpy(self.train_t[idx])
+
+    _cache: torch.Tensor | None = None
+
+    def _train_user_vectors(self, idx: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """User vectors of training rows `idx`: from the cache when the encoder is frozen."""
+        if self.net.frozen_encoder:
+            if self._cache is None:
+                with torch.no_grad():
+                    bs = self.cfg.train.eval_batch_size
+                    order = sort_by_length(self.train_w)
+                    vecs = torch.cat(
+                        [self.user_vectors(self.train_w[order[s : s + bs]]) for s in range(0, len(order), bs)]
+                    )
+                    self._cache = torch.empty_like(vecs)
+                    self._cache[torch.from_numpy(order)] = vecs
+            return self._cache[idx]
+        return self.net.encode(w)[:, -1]
 
     def _with_extra(self, loss: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return loss if self.net.extra_loss is None else loss + self.net.extra_loss(gen)
@@ -150,7 +171,7 @@ class NextItemObjective(TaskObjective):
         self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))
 
     def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        w, _ = batch
+        _, w, _ = batch
         inp, tgt = w[:, :-1], w[:, 1:]
         h = self.net.encode(inp)
         m = (inp > 0) & (tgt > 0)
@@ -191,11 +212,12 @@ class ItemRecObjective(TaskObjective):
             rows = np.repeat(np.arange(len(idx)), counts)
             pos = np.repeat(self.t_off[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
             targets = self.train_t[pos + np.arange(counts.sum())]
-            yield torch.from_numpy(trim_left(self.train_w[idx])), torch.from_numpy(rows), torch.from_numpy(targets)
+            w = None if self.net.frozen_encoder else torch.from_numpy(trim_left(self.train_w[idx]))
+            yield torch.from_numpy(idx), w, torch.from_numpy(rows), torch.from_numpy(targets)
 
     def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        w, rows, t = batch
-        u = self.net.encode(w)[:, -1]
+        idx, w, rows, t = batch
+        u = self._train_user_vectors(idx, w)
         loss = self.net.head.loss(u[rows], t, self.cfg.train.item_loss, self.n_neg, gen)
         return self._with_extra(loss, gen), len(t)
 
@@ -209,8 +231,8 @@ class ClassifyObjective(TaskObjective):
     monitor = "accuracy"
 
     def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        w, t = batch
-        loss = self.net.head.loss(self.net.encode(w)[:, -1], t)
+        idx, w, t = batch
+        loss = self.net.head.loss(self._train_user_vectors(idx, w), t)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:

@@ -23,7 +23,9 @@ class FineSmax(Method):
                 module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
             )
         head = self.heads[task.name] = self.make_head(task, self.backbone)
-        return self.net(self.backbone.encode, head, head, module=head)
+        net = self.net(self.backbone.encode, head, head, module=head)
+        net.frozen_encoder = True  # only the head trains: user vectors are computed once
+        return net
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)
