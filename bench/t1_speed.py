@@ -3,7 +3,11 @@
 For each backbone: FLOPs per training epoch counted exactly with torch's FlopCounterMode (forward +
 backward of every batch, the optimizer excluded), then epochs timed; achieved GFLOP/s divided by the
 best square-GEMM GFLOP/s measured in the same process gives the fraction of peak.
-Usage: python bench/t1_speed.py [--config ml1m] [--epochs 2] [--set model.d=256 ...]
+Ablations (each undoes one speed fix, to measure what it gains):
+  --no-trim     keep every batch at the full window width instead of dropping all-padding columns
+  --conv1d      NextItNet convolutions through F.conv1d instead of one GEMM over concatenated taps
+  --threads N   torch threads (default: all cores)
+Usage: python bench/t1_speed.py [--config ml1m] [--epochs 2] [--set model.d=256 ...] [ablations]
 """
 
 from __future__ import annotations
@@ -51,8 +55,26 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="+", default=["nextitnet", "sasrec"])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--no-trim", action="store_true")
+    ap.add_argument("--conv1d", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    threads = set_threads()
+    threads = set_threads(args.threads)
+    if args.no_trim:
+        import lifelongrec.objectives as objectives
+
+        objectives.trim_left = lambda batch: batch
+    if args.conv1d:
+        import torch.nn.functional as F
+
+        from lifelongrec.backbones.nextitnet import CausalConv1d
+
+        def conv1d_forward(self, x, weight=None):
+            w = self.weight if weight is None else weight
+            y = F.conv1d(F.pad(x.transpose(1, 2), (self.left, 0)), w, self.bias, dilation=self.dilation)
+            return y.transpose(1, 2)
+
+        CausalConv1d.forward = conv1d_forward
     peak = matmul_peak()
     for name in args.backbones:
         cfg = load_config(args.config, [f"model.name={name}", *args.overrides])
