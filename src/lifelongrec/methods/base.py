@@ -125,13 +125,81 @@ class Method(ABC):
 
     def serving_backbone(self, task: str) -> Backbone:
         """The backbone whose weights serve `task` (shared, or the task's own copy)."""
-        return self.backbones[task] if hasattr(self, "backbones") else self.backbone
+        return self.backbones[task] if isinstance(self, BackbonePerTask) else self.backbone
 
     def extra_state(self) -> dict:
         return {"learned": list(self.learned)}
 
     def load_extra_state(self, state: dict) -> None:
         self.learned = list(state.get("learned", []))
+
+
+def _tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+class SharedBackbone(Method):
+    """Methods with one backbone that T1 trains and every later task reads (seqft, FineSmax, PeterRec)."""
+
+    backbone: Backbone
+
+    def learn_first_task(self, task: TaskInfo) -> TaskNet:
+        """T1: a fresh backbone and its head, all trainable."""
+        self.backbone = self.fresh_backbone(0)
+        head = self.heads[task.name] = self.make_head(task, self.backbone)
+        return self.net(
+            self.backbone.encode,
+            head,
+            self.backbone,
+            head,
+            module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
+        )
+
+    def encoder(self, task: str):
+        return self.backbone.encode
+
+    def eval_net(self, task: str) -> TaskNet:
+        return self.net(self.encoder(task), self.heads[task], module=self.module())
+
+    def module(self) -> nn.Module:
+        return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads})
+
+    def task_state(self, task: str) -> dict[str, torch.Tensor]:
+        sd = _tensors("head", self.heads[task])
+        if task == self.learned[0]:  # the shared backbone is stored once, with the first task
+            sd.update(_tensors("backbone", self.backbone))
+        return sd
+
+
+class BackbonePerTask(Method):
+    """Methods that keep one backbone per task (SinMo, STL, MTL); a finished task's model is frozen."""
+
+    def __init__(self, cfg: StreamConfig, stream: Stream) -> None:
+        super().__init__(cfg, stream)
+        self.backbones = nn.ModuleDict()
+
+    def own_net(self, task: TaskInfo, backbone: Backbone, **extra: nn.Module) -> TaskNet:
+        """Register `backbone` as the task's own and return it, its new head and `extra` modules, all trainable."""
+        self.backbones[task.name] = backbone
+        head = self.heads[task.name] = self.make_head(task, backbone)
+        module = nn.ModuleDict({"backbone": backbone, "head": head, **extra})
+        return self.net(backbone.encode, head, module, module=module)
+
+    def after_task(self, task: TaskInfo) -> None:
+        super().after_task(task)
+        self.freeze(self.backbones[task.name])
+
+    def eval_net(self, task: str) -> TaskNet:
+        return self.net(self.backbones[task].encode, self.heads[task], module=self.module())
+
+    def module(self) -> nn.Module:
+        return nn.ModuleDict({"backbones": self.backbones, "heads": self.heads})
+
+    def task_state(self, task: str) -> dict[str, torch.Tensor]:
+        return {**_tensors("backbone", self.backbones[task]), **_tensors("head", self.heads[task])}
+
+    def backbones_stored(self) -> int:
+        return len(self.backbones)
 
 
 def build_method(name: str, cfg: StreamConfig, stream: Stream) -> Method:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, TaskInfo
+from .base import SharedBackbone, TaskInfo, _tensors
 
 
 class Patch(nn.Module):
@@ -31,7 +31,7 @@ class Patch(nn.Module):
         return y + self.up(F.relu(self.down(x)))
 
 
-class PeterRec(Method):
+class PeterRec(SharedBackbone):
     name = "peterrec"
 
     def __init__(self, cfg, stream) -> None:
@@ -41,7 +41,7 @@ class PeterRec(Method):
     def _blocks(self) -> int:
         return len(self.backbone.blocks) if hasattr(self.backbone, "blocks") else len(self.backbone.layers)
 
-    def _encoder(self, task: str):
+    def encoder(self, task: str):
         patches = self.patches[task] if task in self.patches else None  # noqa: SIM401 - ModuleDict has no get
 
         def encode(items, prompt=None):
@@ -55,40 +55,24 @@ class PeterRec(Method):
 
     def before_task(self, task: TaskInfo):
         if task.index == 0:
-            self.backbone = self.fresh_backbone(0)
-            head = self.heads[task.name] = self.make_head(task, self.backbone)
-            return self.net(
-                self.backbone.encode,
-                head,
-                self.backbone,
-                head,
-                module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
-            )
+            return self.learn_first_task(task)
         torch.manual_seed(self.cfg.train.seed * 1000 + 700 + task.index)
         m = self.cfg.method
         p = self.patches[task.name] = nn.ModuleDict(
             {str(i): Patch(self.cfg.model.d, m.peterrec_bottleneck, m.peterrec_mode) for i in range(self._blocks())}
         )
         head = self.heads[task.name] = self.make_head(task, self.backbone)
-        return self.net(self._encoder(task.name), head, p, head, module=nn.ModuleDict({"patches": p, "head": head}))
+        return self.net(self.encoder(task.name), head, p, head, module=nn.ModuleDict({"patches": p, "head": head}))
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)
-        if task.index == 0:
-            self.freeze(self.backbone)
-        else:
-            self.freeze(self.patches[task.name])
-
-    def eval_net(self, task: str):
-        return self.net(self._encoder(task), self.heads[task], module=self.module())
+        self.freeze(self.backbone if task.index == 0 else self.patches[task.name])
 
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads, "patches": self.patches})
 
     def task_state(self, task: str):
-        sd = {f"head.{k}": v for k, v in self.heads[task].state_dict().items()}
+        sd = super().task_state(task)
         if task in self.patches:
-            sd.update({f"patches.{k}": v for k, v in self.patches[task].state_dict().items()})
-        if task == self.learned[0]:
-            sd.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+            sd.update(_tensors("patches", self.patches[task]))
         return sd

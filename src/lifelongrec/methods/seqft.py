@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Method, TaskInfo
+from .base import SharedBackbone, TaskInfo, _tensors
 
 
-class SeqFT(Method):
+class SeqFT(SharedBackbone):
     name = "seqft"
 
     def before_task(self, task: TaskInfo):
         if task.index == 0:
-            self.backbone = self.fresh_backbone(0)
-        head = self.heads[task.name] = self.make_head(task, self.backbone)
+            return self.learn_first_task(task)
+        head = self.heads[task.name] = self.make_head(task, self.backbone)  # the backbone trains too
         return self.net(
             self.backbone.encode,
             head,
@@ -26,17 +26,9 @@ class SeqFT(Method):
             module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
         )
 
-    def eval_net(self, task: str):
-        return self.net(self.backbone.encode, self.heads[task], module=self.module())
-
-    def module(self) -> nn.Module:
-        return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads})
-
     def task_state(self, task: str):
         # Serving an old task needs the current backbone, which every later task overwrites.
-        sd = {f"backbone.{k}": v for k, v in self.backbone.state_dict().items()}
-        sd.update({f"head.{k}": v for k, v in self.heads[task].state_dict().items()})
-        return sd
+        return {**_tensors("backbone", self.backbone), **_tensors("head", self.heads[task])}
 
     def added_bytes(self, task: str) -> int:
         return sum(p.numel() * p.element_size() for p in self.heads[task].parameters())
