@@ -146,6 +146,10 @@ class SharedBackbone(Method):
     def learn_first_task(self, task: TaskInfo) -> TaskNet:
         """T1: a fresh backbone and its head, all trainable."""
         self.backbone = self.fresh_backbone(0)
+        return self.train_everything(task)
+
+    def train_everything(self, task: TaskInfo) -> TaskNet:
+        """A new head for `task`; the shared backbone and the head both train."""
         head = self.heads[task.name] = self.make_head(task, self.backbone)
         return self.net(
             self.backbone.encode,

@@ -6,8 +6,6 @@ and T1's accuracy collapses (the paper saw MRR@5 fall from 0.0473 to 0.0010).
 
 from __future__ import annotations
 
-from torch import nn
-
 from .base import SharedBackbone, TaskInfo, _tensors
 
 
@@ -15,16 +13,8 @@ class SeqFT(SharedBackbone):
     name = "seqft"
 
     def before_task(self, task: TaskInfo):
-        if task.index == 0:
-            return self.learn_first_task(task)
-        head = self.heads[task.name] = self.make_head(task, self.backbone)  # the backbone trains too
-        return self.net(
-            self.backbone.encode,
-            head,
-            self.backbone,
-            head,
-            module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
-        )
+        # Every task, T1 included, trains the one shared backbone together with its new head.
+        return self.learn_first_task(task) if task.index == 0 else self.train_everything(task)
 
     def task_state(self, task: str):
         # Serving an old task needs the current backbone, which every later task overwrites.
