@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
-from lifelongrec.engine import set_threads
+from lifelongrec.engine import make_adam, set_threads
 from lifelongrec.objectives import NextItemObjective
 from lifelongrec.pretrain import build_t1, t1_net
 
@@ -82,7 +82,7 @@ def main() -> None:
         backbone, head = build_t1(cfg, stream)
         obj = NextItemObjective(stream, "T1", t1_net(backbone, head), cfg)
         flops = epoch_flops(obj, cfg.train.batch_size)
-        opt = torch.optim.Adam(obj.trainable(), lr=cfg.train.lr)
+        opt = make_adam(obj.trainable(), cfg.train)
         times, tokens = [], 0
         for epoch in range(args.epochs):
             rng = np.random.default_rng(epoch)

@@ -79,6 +79,15 @@ class FitResult:
     train_seconds: float = 0.0
 
 
+def make_adam(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel: on 2 CPU cores the default per-tensor loop took ~0.9 s per step for
+    an 8M-parameter NextItNet, the fused kernel ~0.08 s (measured; see bench/RESULTS.md)."""
+    try:
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a build without the fused CPU kernel
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
 
@@ -133,7 +142,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult
     set_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     module = obj.module()
-    opt = torch.optim.Adam(obj.trainable(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_adam(obj.trainable(), cfg)
     ckpt, best_path = run_dir / "checkpoint", run_dir / "best.safetensors"
     state: dict[str, Any] = {
         "epoch": 0,

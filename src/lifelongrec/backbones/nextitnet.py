@@ -75,5 +75,7 @@ class NextItNet(Backbone):
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = x
         for i, block in enumerate(self.blocks):
-            h = (h + self.patch(i, h, block(h, mask))) * mask
+            # Padded positions of h may hold junk (conv biases); harmless, because every convolution
+            # reads its input through the mask, so no real position ever sees them.
+            h = h + self.patch(i, h, block(h, mask))
         return self.ln(h) * mask
