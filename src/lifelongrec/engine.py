@@ -68,6 +68,9 @@ class Objective(ABC):
     @abstractmethod
     def evaluate(self, split: int) -> dict[str, float]: ...
 
+    def after_step(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called after every optimizer step."""
+
 
 @dataclass
 class FitResult:
@@ -174,6 +177,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            obj.after_step()
             tokens += n
             total += loss.item() * n
         train_s = time.perf_counter() - t0

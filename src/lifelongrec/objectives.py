@@ -38,6 +38,8 @@ class TaskNet:
     # True when nothing before the head trains (FineSmax): user vectors are then computed once per
     # task and reused every epoch, which is exact because a frozen backbone runs in eval mode.
     frozen_encoder: bool = False
+    # Called after every optimizer step (Conure restores the weights that earlier tasks own).
+    after_step: Callable[[], None] | None = None
     extras: dict = field(default_factory=dict)
 
 
@@ -88,6 +90,10 @@ class TaskObjective(Objective):
 
     def trainable(self) -> list[nn.Parameter]:
         return self.net.params
+
+    def after_step(self) -> None:
+        if self.net.after_step is not None:
+            self.net.after_step()
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self.train_w) // batch_size)

@@ -155,6 +155,16 @@ def run_stream(
             log(f"[{method_name}] {name} loaded from {init_from} (trained in {train_s:.0f} s)")
         else:
             res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
+            phase = 1  # further phases a method asks for (Conure: retrain after pruning)
+            while net := method.next_phase(info, lambda n: objective_for(stream, name, n, cfg_i).evaluate(TEST)):
+                log(f"[{method_name}] {name}: phase {phase + 1}")
+                fit(
+                    objective_for(stream, name, net, cfg_i),
+                    cfg_i.train,
+                    out / "tasks" / name / f"phase{phase}",
+                    log=log,
+                )
+                phase += 1
             train_s = time.perf_counter() - t0
         method.after_task(info)
         method.module().eval()
@@ -176,6 +186,7 @@ def run_stream(
             "epochs_run": res.epochs_run,
             "valid": res.best_valid,
             "test_after": cells,
+            **({"phase_metrics": method.phase_metrics(name)} if method.phase_metrics(name) else {}),
         }
         _save_task_artifact(out / "tasks" / name, method, name, info, cfg, stream, entry)
         done["rows"].append(entry)

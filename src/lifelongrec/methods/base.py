@@ -91,6 +91,15 @@ class Method(ABC):
     def before_task(self, task: TaskInfo) -> TaskNet:
         """Prepare the method for `task` and return the network that trains it."""
 
+    def next_phase(self, task: TaskInfo, evaluate) -> TaskNet | None:
+        """After a training phase of `task`: return the network for another phase (Conure retrains
+        after pruning), or None when the task is learned. `evaluate(net)` gives test metrics."""
+        return None
+
+    def phase_metrics(self, task: str) -> dict:
+        """Extra metrics measured between phases (Conure-: before pruning), recorded in the run."""
+        return {}
+
     def after_task(self, task: TaskInfo) -> None:
         self.learned.append(task.name)
 
