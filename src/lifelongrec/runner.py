@@ -151,21 +151,20 @@ def run_stream(
         if i == 0 and init_from is not None:  # the same pretrained T1 model for every method
             pre = _load_pretrained(net, init_from, cfg, stream, name)
             res = FitResult(pre["best_epoch"], pre["valid"], pre["test"], pre["epochs_run"])
-            train_s = pre["train_seconds"]
-            log(f"[{method_name}] {name} loaded from {init_from} (trained in {train_s:.0f} s)")
+            t0 -= pre["train_seconds"]
+            log(f"[{method_name}] {name} loaded from {init_from} (trained in {pre['train_seconds']:.0f} s)")
         else:
             res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
-            phase = 1  # further phases a method asks for (Conure: retrain after pruning)
-            while net := method.next_phase(info, lambda n: objective_for(stream, name, n, cfg_i).evaluate(TEST)):
-                log(f"[{method_name}] {name}: phase {phase + 1}")
-                fit(
-                    objective_for(stream, name, net, cfg_i),
-                    cfg_i.train,
-                    out / "tasks" / name / f"phase{phase}",
-                    log=log,
-                )
-                phase += 1
-            train_s = time.perf_counter() - t0
+
+        def evaluate(n, name=name, cfg_i=cfg_i):
+            return objective_for(stream, name, n, cfg_i).evaluate(TEST)
+
+        phase = 1  # further phases a method asks for (Conure: retrain after pruning)
+        while (net := method.next_phase(info, evaluate)) is not None:
+            log(f"[{method_name}] {name}: phase {phase + 1}")
+            fit(objective_for(stream, name, net, cfg_i), cfg_i.train, out / "tasks" / name / f"phase{phase}", log=log)
+            phase += 1
+        train_s = time.perf_counter() - t0
         method.after_task(info)
         method.module().eval()
         row, cells = [], {}
