@@ -178,6 +178,16 @@ class MethodConfig(Strict):
     mtl_t1_weight: float = Field(0.1, ge=0)  # MTL: weight of the T1 loss (Conure found 0.1 best)
     peterrec_mode: Literal["serial", "parallel"] = "serial"
     peterrec_bottleneck: int = Field(16, ge=1)  # patch width (PeterRec: a small fraction of d)
+    # Conure: fraction of each task's weights pruned (freed for later tasks), per task in learning
+    # order; the last value repeats. The paper used 70/80/70% on ML.
+    conure_prune: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.7])
+
+    @field_validator("conure_prune")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 <= r < 1 for r in v):
+            raise ValueError(f"conure_prune needs ratios in [0, 1), got {v}")
+        return v
 
 
 class StreamConfig(Strict):

@@ -44,6 +44,20 @@ def _fingerprint(sd: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _resolve_owned(sd: dict[str, torch.Tensor], view: int) -> dict[str, torch.Tensor]:
+    """Weights stored with a per-weight owner (Conure) become plain weights holding only the entries of
+    tasks 1..view, exactly what the method's forward pass uses for that task."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith(".parametrizations.weight.original"):
+            base = k[: -len("parametrizations.weight.original")]
+            owner = sd[base + "parametrizations.weight.0.owner"]
+            out[base + "weight"] = v * ((owner >= 1) & (owner <= view))
+        elif not k.endswith(".owner"):
+            out[k] = v
+    return out
+
+
 class Predictor:
     def __init__(self, run_dir: str | Path) -> None:
         self.run = Path(run_dir)
@@ -82,7 +96,7 @@ class Predictor:
             part = {k[9:]: v for k, v in self._artifact(self.meta["order"][0])[1].items() if k.startswith("backbone.")}
         if _fingerprint(part) != meta["backbone_fingerprint"]:
             raise LifelongrecError(f"{task}: the backbone found does not match the fingerprint in artifact.json")
-        backbone.load_state_dict(part)
+        backbone.load_state_dict(_resolve_owned(part, meta["index"] + 1))
         patches = {k[8:]: v for k, v in sd.items() if k.startswith("patches.")}
         if patches:
             from .methods.peterrec import Patch

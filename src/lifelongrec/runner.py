@@ -90,7 +90,17 @@ def _load_pretrained(net, init_from: Path, cfg: StreamConfig, stream, task: str)
     if problems:
         raise LifelongrecError(f"--init-from {init_from}: " + "; ".join(problems))
     backbone, head, _ = load_backbone(init_from)
-    net.module["backbone"].load_state_dict(backbone.state_dict())
+    target = net.module["backbone"]
+    sd = backbone.state_dict()
+    have = target.state_dict()
+    for k in [k for k in sd if k not in have]:  # a parametrized weight (Conure) keeps its value as `original`
+        alt = k[: -len("weight")] + "parametrizations.weight.original"
+        if k.endswith("weight") and alt in have:
+            sd[alt] = sd.pop(k)
+    missing = [k for k in have if k not in sd and not k.endswith(".owner")]
+    if missing:
+        raise LifelongrecError(f"--init-from {init_from}: weights missing for {missing[:3]}")
+    target.load_state_dict(sd, strict=False)
     net.module["head"].load_state_dict(head.state_dict())
     return meta
 

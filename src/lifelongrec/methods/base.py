@@ -216,7 +216,7 @@ class BackbonePerTask(Method):
 
 
 def build_method(name: str, cfg: StreamConfig, stream: Stream) -> Method:
-    from . import finesmax, mtl, peterrec, seqft, sinmo, stl  # noqa: F401 - registration
+    from . import conure, finesmax, mtl, peterrec, seqft, sinmo, stl  # noqa: F401 - registration
 
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}' (available: {', '.join(sorted(METHODS))})")
