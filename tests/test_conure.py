@@ -93,3 +93,14 @@ def test_later_training_leaves_earlier_outputs_bit_identical(tmp_path):
         if k.endswith("parametrizations.weight.original"):
             owner = b[k.replace("original", "0.owner")]
             assert torch.equal(v[owner == 1], b[k][owner == 1]), k
+
+
+def test_report_shows_conure_minus(tmp_path):
+    from lifelongrec.report import report
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    run_stream(cfg, "conure", tmp_path / "run", log=lambda *_: None)
+    text = report([tmp_path / "run"], tmp_path / "rep", plots=False)
+    rows = [x for x in text.splitlines() if x.startswith("| conure")]
+    assert len(rows) == 2 and rows[1].startswith("| conure- (before pruning)")
+    assert len(rows[0].split("|")) == len(rows[1].split("|"))

@@ -159,7 +159,7 @@ app.add_typer(stream_app, name="stream")
 @stream_app.command("run")
 def stream_run(
     config: ConfigOpt = "ml1m",
-    method: Annotated[str, typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec")] = "finesmax",
+    method: Annotated[str, typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec, conure")] = "finesmax",
     order: Annotated[str | None, typer.Option(help="learning order, e.g. T1,T3,T2 (default: the config's)")] = None,
     set_: SetOpt = None,
     out: OutOpt = None,

@@ -32,7 +32,15 @@ def read_run(path: Path) -> dict:
         for j, v in enumerate(r[1:]):
             if v != "":
                 R[i, j] = float(v)
-    return {"path": path, "summary": summary, "run": run, "order": order, "R": R}
+    minus = {}
+    mfile = path / "metrics.jsonl"
+    if mfile.is_file():  # Conure-: each task's metric before pruning and retraining (a phase metric)
+        for line in mfile.read_text().splitlines():
+            row = json.loads(line)
+            cm = row.get("phase_metrics", {}).get("conure_minus")
+            if cm is not None:
+                minus[row["task"]] = cm.get(row["metric"])
+    return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "minus": minus}
 
 
 def _fmt_bytes(n: float) -> str:
@@ -92,6 +100,11 @@ def table(runs: list[dict]) -> str:
             )
             + " |"
         )
+        if r["minus"]:
+            cells = [f"{r['minus'][t]:.4f}" if r["minus"].get(t) is not None else "-" for t in tasks]
+            later = [r["minus"][t] for t in order[1 : len(s["tasks"])] if r["minus"].get(t) is not None]
+            avg = f"{np.mean(later):.4f}" if later else "-"
+            lines.append("| " + " | ".join([f"{s['method']}- (before pruning)", *cells, avg] + ["-"] * 6) + " |")
     metrics = sorted({m for r in runs for m in r["summary"]["metrics"]})
     lines.append("")
     lines.append(
