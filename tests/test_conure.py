@@ -104,3 +104,18 @@ def test_report_shows_conure_minus(tmp_path):
     rows = [x for x in text.splitlines() if x.startswith("| conure")]
     assert len(rows) == 2 and rows[1].startswith("| conure- (before pruning)")
     assert len(rows[0].split("|")) == len(rows[1].split("|"))
+
+
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+def test_pruning_the_embedding_matrix_too(tmp_path, backbone):
+    cfg = load_config(synthetic_config(tmp_path, backbone), [*FAST, "method.conure_prune_embedding=true"])
+    run_stream(cfg, "conure", tmp_path / "run", log=lambda *_: None)
+    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
+    R = [[float(x) if x else np.nan for x in line.split(",")[1:]] for line in lines]
+    assert R[2][0] == R[0][0] and R[2][1] == R[1][1]
+    from safetensors.torch import load_file
+
+    sd = load_file(tmp_path / "run" / "tasks" / "T3" / "artifact.safetensors")
+    owner = sd["backbone.item_embedding.parametrizations.weight.0.owner"]
+    emb = sd["backbone.item_embedding.parametrizations.weight.original"]
+    assert set(owner.unique().tolist()) >= {1, 2} and (emb[0] == 0).all()  # shared; padding row untouched

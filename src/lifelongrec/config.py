@@ -181,8 +181,12 @@ class MethodConfig(Strict):
     # Conure: fraction of each task's weights pruned (freed for later tasks), per task in learning
     # order; the last value repeats. The paper used 70/80/70% on ML.
     conure_prune: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.7])
+    # Conure's Table 5: also prune and retrain the item embedding matrix, with its own ratios
+    # (the paper: 30/80/80%). Off by default: embeddings are trained by T1 and then frozen.
+    conure_prune_embedding: bool = False
+    conure_embedding_prune: list[float] = Field(default_factory=lambda: [0.3, 0.8, 0.8])
 
-    @field_validator("conure_prune")
+    @field_validator("conure_prune", "conure_embedding_prune")
     @classmethod
     def _ratios(cls, v: list[float]) -> list[float]:
         if not v or any(not 0 <= r < 1 for r in v):

@@ -14,7 +14,8 @@ as an explicit state machine that refuses any other order. Inference for task t 
 owned by tasks <= t, so an earlier task's outputs are bit-identical after every later task: gradients
 never reach frozen weights (stop-gradient), and after every optimizer step the weights that the
 training task does not own are restored, so neither Adam's moments nor weight decay can move them.
-Embeddings, layer norms and biases are trained by T1 and then frozen. "Conure-" is the task's test
+Embeddings, layer norms and biases are trained by T1 and then frozen; `method.conure_prune_embedding`
+puts the item embedding matrix under the same mechanism (the paper's Table 5). "Conure-" is the task's test
 metric after training, before pruning and retraining (recorded in the run as a phase metric).
 """
 
@@ -96,7 +97,10 @@ class Conure(SharedBackbone):
 
     def _prunable(self) -> list[nn.Module]:
         kinds = (CausalConv1d, nn.Linear)
-        return [m for m in self.backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
+        mods = [m for m in self.backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
+        if self.cfg.method.conure_prune_embedding:
+            mods.append(self.backbone.item_embedding)
+        return mods
 
     def _owned(self) -> list[tuple[nn.Module, OwnedWeight]]:
         return [(m, m.parametrizations.weight[0]) for m in self._prunable()]
@@ -172,12 +176,15 @@ class Conure(SharedBackbone):
         """Free the task's smallest-magnitude weights, ranked within each weight tensor."""
         if self.stages.of[task.name] != Stage.PRUNE:
             raise IllegalTransition(f"task {task.name}: prune only in the prune stage")
-        ratios = self.cfg.method.conure_prune
-        ratio = ratios[min(task.index, len(ratios) - 1)]
         k = task.index + 1
         for m, ow in self._owned():
+            embedding = m is self.backbone.item_embedding
+            ratios = self.cfg.method.conure_embedding_prune if embedding else self.cfg.method.conure_prune
+            ratio = ratios[min(task.index, len(ratios) - 1)]
             w = m.parametrizations.weight.original
             mine = ow.owner == k
+            if embedding:
+                mine[0] = False  # the padding row stays zero and is never handed to another task
             n = int(mine.sum())
             drop = int(ratio * n)
             if drop == 0:
