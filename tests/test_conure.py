@@ -119,3 +119,18 @@ def test_pruning_the_embedding_matrix_too(tmp_path, backbone):
     owner = sd["backbone.item_embedding.parametrizations.weight.0.owner"]
     emb = sd["backbone.item_embedding.parametrizations.weight.original"]
     assert set(owner.unique().tolist()) >= {1, 2} and (emb[0] == 0).all()  # shared; padding row untouched
+
+
+def test_overparam_phase_metrics_from_a_pretrained_t1(tmp_path):
+    """The Fig. 3 protocol on synthetic data: unpruned, pruned without retraining, and retrained."""
+    import json
+
+    from lifelongrec.pretrain import pretrain
+
+    cfg = load_config(synthetic_config(tmp_path), [*FAST, "method.conure_prune=[0.7]"])
+    stream, _ = open_stream(cfg)
+    meta = pretrain(cfg, stream, tmp_path / "pre", log=lambda *_: None)
+    run_stream(cfg, "conure", tmp_path / "run", order=["T1"], init_from=tmp_path / "pre", log=lambda *_: None)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert row["phase_metrics"]["conure_minus"]["MRR@5"] == pytest.approx(meta["test"]["MRR@5"], abs=1e-9)
+    assert "pruned_before_retrain" in row["phase_metrics"]

@@ -92,6 +92,7 @@ class Conure(SharedBackbone):
         self.stages = Stages()
         self.index: dict[str, int] = {}
         self._conure_minus: dict[str, dict] = {}
+        self._pruned: dict[str, dict] = {}  # test metrics right after pruning, before retraining (Fig. 3)
 
     # ------------------------------------------------------------------ weights and their owners
 
@@ -165,6 +166,7 @@ class Conure(SharedBackbone):
             self._conure_minus[task.name] = evaluate(self.eval_net(task.name))
             self.stages.advance(task.name, Stage.PRUNE)
             self.prune(task)
+            self._pruned[task.name] = evaluate(self.eval_net(task.name))
             self.stages.advance(task.name, Stage.RETRAIN)
             return self._training_net(task)
         if stage == Stage.RETRAIN:
@@ -200,7 +202,12 @@ class Conure(SharedBackbone):
         self._set_view(task.index + 1)
 
     def phase_metrics(self, task: str) -> dict:
-        return {"conure_minus": self._conure_minus[task]} if task in self._conure_minus else {}
+        out = {}
+        if task in self._conure_minus:
+            out["conure_minus"] = self._conure_minus[task]
+        if task in self._pruned:
+            out["pruned_before_retrain"] = self._pruned[task]
+        return out
 
     # ------------------------------------------------------------------ storage
 
@@ -224,6 +231,7 @@ class Conure(SharedBackbone):
             "stages": {t: s.value for t, s in self.stages.of.items()},
             "index": self.index,
             "conure_minus": self._conure_minus,
+            "pruned": self._pruned,
         }
 
     def load_extra_state(self, state: dict) -> None:
@@ -231,3 +239,4 @@ class Conure(SharedBackbone):
         self.stages.of = {t: Stage(s) for t, s in state.get("stages", {}).items()}
         self.index = dict(state.get("index", {}))
         self._conure_minus = dict(state.get("conure_minus", {}))
+        self._pruned = dict(state.get("pruned", {}))
