@@ -65,3 +65,16 @@ def test_stats_of_conure_file(tmp_path):
 def test_stats_needs_exactly_one_input():
     r = runner.invoke(app, ["data", "stats"])
     assert r.exit_code != 0
+
+
+def test_run_is_the_whole_job_and_resumes(tmp_path):
+    from synthetic import synthetic_config
+
+    cfg = synthetic_config(tmp_path, epochs=2)
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "stream synthetic" in r.output and "| conure |" in r.output and "| conure- (before pruning) |" in r.output
+    assert (out / "report" / "report.md").is_file()
+    again = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(out)])
+    assert again.exit_code == 0 and "resumed" in again.output

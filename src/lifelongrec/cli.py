@@ -109,20 +109,30 @@ def data_stats(
 @app.command("run")
 def run(
     config: ConfigOpt = "ml1m",
-    quick: Annotated[bool, typer.Option("--quick", help="the small ML-100K stream, for a first look")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the small ML-100K stream: a first look in minutes")] = False,
+    method: Annotated[str, typer.Option(help="the continual method")] = "conure",
     set_: SetOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """The main job: fetch the data, prepare the stream and describe it (training joins in later releases)."""
+    """The main job: fetch the data, prepare the stream, learn it task by task, print the report.
+
+    Rerunning the same command continues an interrupted run from its last checkpoint."""
     from .config import load_config
-    from .data.prepare import prepare
+    from .data.prepare import open_stream
     from .data.stats import format_stream_stats, stream_stats
+    from .report import report
+    from .runner import run_stream
 
     cfg = load_config("ml100k" if quick else config, set_)
     t0 = time.perf_counter()
-    stream, where = prepare(cfg, out)
+    stream, where = open_stream(cfg)
     typer.echo(format_stream_stats(stream_stats(stream)))
-    typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}")
+    typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}\n")
+    out = out or Path("runs") / cfg.name / f"stream-{method}"
+    resume = (out / "run.json").is_file() and json.loads((out / "run.json").read_text()).get("method") == method
+    run_stream(cfg, method, out, resume=resume, log=typer.echo)
+    typer.echo("\n" + report([out], out / "report"))
+    typer.echo(f"\nrun folder: {out}   report: {out / 'report' / 'report.md'}")
 
 
 @app.command("pretrain")
