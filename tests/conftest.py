@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -67,7 +66,3 @@ tasks:
 {extra}
 """
     return write(tmp_path / "stream.yaml", text)
-
-
-def env_without_cache() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()}
