@@ -23,6 +23,17 @@ from .fsutil import sha256_bytes, write_bytes_atomic, write_json_atomic
 FORMAT_VERSION = 1
 
 
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names and raw tensor bytes, in name order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(state.items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_backbone(out: Path, backbone: torch.nn.Module, head: torch.nn.Module, meta: dict[str, Any]) -> Path:
     tensors = {f"backbone.{k}": v.detach().contiguous() for k, v in backbone.state_dict().items()}
     tensors.update({f"head.{k}": v.detach().contiguous() for k, v in head.state_dict().items()})

@@ -72,6 +72,7 @@ class TaskObjective(Objective):
         self.stream, self.net, self.cfg = stream, net, cfg
         self.td: TaskData = stream.task(task)
         self.L = cfg.sequence.max_length
+        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))  # sampled softmax
         td = self.td
         tr = td.split == TRAIN
         self.train_w = windows(stream.offsets, stream.seq_items, td.user[tr], td.end[tr], self.L + width_extra)
@@ -174,7 +175,6 @@ class NextItemObjective(TaskObjective):
         keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
         self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
         self.monitor = cfg.train.monitor
-        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))
 
     def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         _, w, _ = batch
@@ -200,7 +200,6 @@ class ItemRecObjective(TaskObjective):
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg)
         self.monitor = cfg.train.monitor
-        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))
         td, tr = self.td, self.td.split == TRAIN
         users, first, counts = np.unique(td.user[tr], return_index=True, return_counts=True)
         order = np.argsort(td.user[tr], kind="stable")

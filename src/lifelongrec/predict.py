@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file
 
+from .artifacts import state_fingerprint
 from .backbones import build_backbone
 from .config import BackboneConfig
 from .errors import LifelongrecError
@@ -32,16 +33,6 @@ class TaskModel:
     encode: object
     head: torch.nn.Module
     classes: list[str] | None
-
-
-def _fingerprint(sd: dict[str, torch.Tensor]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(sd.items()):
-        h.update(k.encode())
-        h.update(v.contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _resolve_owned(sd: dict[str, torch.Tensor], view: int) -> dict[str, torch.Tensor]:
@@ -94,7 +85,7 @@ class Predictor:
         part = {k[9:]: v for k, v in sd.items() if k.startswith("backbone.")}
         if not part:  # a shared backbone: it lives in the first task's artifact
             part = {k[9:]: v for k, v in self._artifact(self.meta["order"][0])[1].items() if k.startswith("backbone.")}
-        if _fingerprint(part) != meta["backbone_fingerprint"]:
+        if state_fingerprint(part) != meta["backbone_fingerprint"]:
             raise LifelongrecError(f"{task}: the backbone found does not match the fingerprint in artifact.json")
         backbone.load_state_dict(_resolve_owned(part, meta["index"] + 1))
         patches = {k[8:]: v for k, v in sd.items() if k.startswith("patches.")}

@@ -124,13 +124,9 @@ class Method(ABC):
 
     def backbone_fingerprint(self, task: str) -> str:
         """sha256 of the backbone weights that serve `task` (its artifact refuses any other base)."""
-        import hashlib
+        from ..artifacts import state_fingerprint
 
-        h = hashlib.sha256()
-        for k, v in sorted(self.serving_backbone(task).state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return state_fingerprint(self.serving_backbone(task).state_dict())
 
     def serving_backbone(self, task: str) -> Backbone:
         """The backbone whose weights serve `task` (shared, or the task's own copy)."""
