@@ -65,6 +65,12 @@ class ItemHead(nn.Module):
         return self.bpr_loss(h, target, gen)
 
 
+def next_item_head(backbone: nn.Module, n_items: int) -> ItemHead:
+    """The head of a next-item task: tied to the input embedding where the backbone's paper does so."""
+    tied = backbone.item_embedding if getattr(backbone, "ties_next_item_head", False) else None
+    return ItemHead(backbone.item_embedding.embedding_dim, n_items, tied=tied)
+
+
 class ClassHead(nn.Module):
     def __init__(self, d: int, n_classes: int) -> None:
         super().__init__()

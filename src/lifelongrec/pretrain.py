@@ -17,17 +17,14 @@ from .backbones import build_backbone
 from .config import StreamConfig
 from .data.stream import Stream
 from .engine import fit
-from .heads import ItemHead
+from .heads import ItemHead, next_item_head
 from .objectives import NextItemObjective, TaskNet
 
 
 def build_t1(cfg: StreamConfig, stream: Stream) -> tuple[nn.Module, ItemHead]:
     torch.manual_seed(cfg.train.seed)
     backbone = build_backbone(cfg.model, stream.n_items)
-    # SASRec scores items with its input embedding (the paper's shared embedding); NextItNet has its own
-    # softmax matrix, as in NextItNet and Conure.
-    tied = backbone.item_embedding if cfg.model.name == "sasrec" else None
-    return backbone, ItemHead(cfg.model.d, stream.n_items, tied=tied)
+    return backbone, next_item_head(backbone, stream.n_items)
 
 
 def t1_net(backbone: nn.Module, head: ItemHead) -> TaskNet:

@@ -21,6 +21,10 @@ from ..config import BackboneConfig
 class Backbone(nn.Module):
     """Base class: an item embedding plus `encode`. Subclasses implement `_encode`."""
 
+    # Whether next-item scores reuse the input item embedding (SASRec's shared embedding) or a separate
+    # softmax matrix (NextItNet and Conure). heads.next_item_head reads it.
+    ties_next_item_head = False
+
     def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
         super().__init__()
         self.cfg = cfg

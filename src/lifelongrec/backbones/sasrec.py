@@ -55,6 +55,8 @@ class Layer(nn.Module):
 
 
 class SASRec(Backbone):
+    ties_next_item_head = True
+
     def __init__(self, cfg: BackboneConfig, n_items: int) -> None:
         super().__init__(cfg, n_items)
         self.position = nn.Embedding(cfg.max_length, cfg.d)

@@ -30,6 +30,7 @@ from ..backbones import Backbone, build_backbone
 from ..config import StreamConfig
 from ..data.stream import Stream
 from ..errors import ConfigError
+from ..heads import next_item_head
 from ..objectives import TaskNet, new_head
 
 METHODS: dict[str, type[Method]] = {}
@@ -65,10 +66,8 @@ class Method(ABC):
 
     def make_head(self, task: TaskInfo, backbone: Backbone) -> nn.Module:
         torch.manual_seed(self.cfg.train.seed * 1000 + 500 + task.index)
-        if task.kind == "next_item" and self.cfg.model.name == "sasrec":
-            from ..heads import ItemHead
-
-            return ItemHead(self.cfg.model.d, self.stream.n_items, tied=backbone.item_embedding)
+        if task.kind == "next_item":
+            return next_item_head(backbone, self.stream.n_items)
         return new_head(self.stream, task.name, self.cfg.model.d)
 
     @staticmethod
