@@ -63,8 +63,6 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict:
     diff = [x - y for x, y in zip(a, b)]
     mean = sum(diff) / n
     var = sum((x - mean) ** 2 for x in diff) / (n - 1)
-    if var > 0.0:
-        t = mean / math.sqrt(var / n)
-    else:  # identical differences: no spread, so t is 0 or infinite
-        t = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    spread = math.sqrt(var / n)
+    t = mean / spread if spread > 0.0 else math.copysign(math.inf, mean) if mean else 0.0  # no spread: 0 or inf
     return {"n": n, "mean_difference": mean, "t": t, "df": n - 1, "p": t_two_sided_p(t, n - 1)}
