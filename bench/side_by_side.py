@@ -24,6 +24,9 @@ def recbole(name: str) -> dict:
         "epochs": len(epochs),
         "seconds_to_best": first["elapsed_seconds"],
         "train_seconds_per_epoch": sum(r["train_seconds"] for r in epochs) / len(epochs),
+        # RecBole trains on every prefix of every sequence: one supervised target per sample, and each
+        # sample is a padded window of MAX_ITEM_LIST_LENGTH = 50 positions that the encoder reads.
+        "targets_per_s": start["train_samples"] * len(epochs) / sum(r["train_seconds"] for r in epochs),
         "samples": start["train_samples"],
         "prep_seconds": start["prep_seconds"],
     }
@@ -47,9 +50,9 @@ def ours(name: str, target: float) -> dict:
 def main() -> None:
     print(
         "| model | RecBole best valid NDCG@10 (epochs) | RecBole s to it | lifelongrec s to it | speed-up | "
-        "lifelongrec best | lifelongrec tokens/s |"
+        "lifelongrec best | RecBole targets/s | lifelongrec targets/s |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name in ("sasrec", "nextitnet"):
         try:
             rb = recbole(name)
@@ -60,7 +63,7 @@ def main() -> None:
         ours_s = f"{us['seconds_to_target']:.0f}" if us["seconds_to_target"] else "-"
         print(
             f"| {name} | {rb['best']:.4f} ({rb['epochs']}) | {rb['seconds_to_best']:.0f} | {ours_s} | {sp} | "
-            f"{us['best']:.4f} | {us['tokens_per_s']:,.0f} |"
+            f"{us['best']:.4f} | {rb['targets_per_s']:,.0f} | {us['tokens_per_s']:,.0f} |"
         )
 
 

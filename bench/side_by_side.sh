@@ -2,24 +2,33 @@
 # Speed side by side with RecBole 1.2.1 on ML-1M leave-one-out (all ratings; valid = second-to-last,
 # test = last; full ranking with seen items excluded, RecBole's default), same model sizes, one model
 # at a time on this machine. RecBole lives in its own throwaway venv (bench/setup_recbole.sh).
-# Usage: bash bench/side_by_side.sh [RECBOLE_EPOCHS]   then   python bench/side_by_side.py
+# Usage: [THREADS=2] [OURS_EPOCHS=200] [MODELS="SASRec NextItNet"] bash bench/side_by_side.sh [RECBOLE_EPOCHS]
+#        then python bench/side_by_side.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-3}
+THREADS=${THREADS:-2}
+MODELS=${MODELS:-SASRec NextItNet}
 DATA="${LIFELONGREC_CACHE:-$HOME/.cache/lifelongrec}/datasets"
 mkdir -p bench/_work
 .venv/bin/lifelongrec data fetch ml-1m
 [ -x .recbole-venv/bin/python ] || bash bench/setup_recbole.sh
-COMMON=(--set sequence.max_length=50 --set train.batch_size=256 --set train.lr=0.001 --set train.epochs=200
-        --set train.patience=10 --set train.exclude_seen=true --set train.monitor=NDCG@10)
+COMMON=(--set sequence.max_length=50 --set train.batch_size=256 --set train.lr=0.001 --set train.epochs=${OURS_EPOCHS:-200}
+        --set train.patience=10 --set train.threads=$THREADS --set train.exclude_seen=true --set train.monitor=NDCG@10)
 # lifelongrec, matched to RecBole's defaults: SASRec d=64, 2 layers, 2 heads, FFN 256, dropout 0.5;
 # NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout.
-.venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-sasrec "${COMMON[@]}" \
+for m in $MODELS; do
+  case $m in
+    SASRec) .venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-sasrec "${COMMON[@]}" \
   --set model.name=sasrec --set model.d=64 --set model.layers=2 --set model.heads=2 --set model.inner_size=256 \
-  --set model.dropout=0.5 --set model.max_length=50
-.venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-nextitnet "${COMMON[@]}" \
-  --set model.name=nextitnet --set model.d=64 --set "model.dilations=[1,4,1,4,1,4,1,4,1,4]" --set model.dropout=0
-for m in SASRec NextItNet; do
+  --set model.dropout=0.5 --set model.max_length=50 ;;
+    NextItNet) .venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-nextitnet "${COMMON[@]}" \
+  --set model.name=nextitnet --set model.d=64 --set "model.dilations=[1,4,1,4,1,4,1,4,1,4]" --set model.dropout=0 ;;
+  esac
+done
+for m in $MODELS; do
+  out="bench/_work/recbole-$(echo "$m" | tr A-Z a-z).jsonl"
+  [ -s "$out" ] && continue  # RecBole cannot resume: a finished log is kept
   .recbole-venv/bin/python bench/recbole_train.py --model "$m" --epochs "$EPOCHS" --data-root "$DATA" \
-    --out "bench/_work/recbole-$(echo $m | tr A-Z a-z).jsonl"
+    --threads "$THREADS" --out "$out"
 done
