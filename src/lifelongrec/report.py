@@ -150,6 +150,11 @@ def heatmaps(run: dict, out: Path) -> list[Path]:
     return paths
 
 
+def _max_forgetting(summary: dict) -> str:
+    values = [f for f in summary.get("forgetting") or [] if f is not None]
+    return format(max(values), ".4f") if values else "n/a"
+
+
 def report(paths: list[Path], out: Path, plots: bool = True) -> str:
     runs = [read_run(p) for p in paths]
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +163,8 @@ def report(paths: list[Path], out: Path, plots: bool = True) -> str:
     for r in runs:
         body.append(
             f"- {r['summary']['method']}: `{r['path']}`, order {' -> '.join(r['order'])}, "
-            f"BWT {r['summary']['bwt'] if r['summary']['bwt'] is not None else 'n/a'}"
+            f"BWT {'n/a' if r['summary']['bwt'] is None else format(r['summary']['bwt'], '+.4f')}, "
+            f"largest forgetting {_max_forgetting(r['summary'])}"
         )
         if plots:
             for p in heatmaps(r, out):
