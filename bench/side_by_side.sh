@@ -13,7 +13,9 @@ DATA="${LIFELONGREC_CACHE:-$HOME/.cache/lifelongrec}/datasets"
 mkdir -p bench/_work
 .venv/bin/lifelongrec data fetch ml-1m
 [ -x .recbole-venv/bin/python ] || bash bench/setup_recbole.sh
-COMMON=(--set sequence.max_length=50 --set train.batch_size=256 --set train.lr=0.001 --set train.epochs=${OURS_EPOCHS:-200}
+# Ours trains on every item of every history (train.history=all: the targets RecBole's prefix samples
+# cover, ~1M per epoch) in batches of 64 windows (~3k targets per step; RecBole: 256 targets per step).
+COMMON=(--set sequence.max_length=50 --set train.history=all --set train.batch_size=64 --set train.lr=0.001 --set train.epochs=${OURS_EPOCHS:-200}
         --set train.patience=10 --set train.threads=$THREADS --set train.exclude_seen=true --set train.monitor=NDCG@10)
 # lifelongrec, matched to RecBole's defaults: SASRec d=64, 2 layers, 2 heads, FFN 256, dropout 0.5;
 # NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout.

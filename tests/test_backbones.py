@@ -63,6 +63,33 @@ def test_windows_left_pad_and_trim():
     assert trim_left(w[[0, 2]]).tolist() == [[1, 2, 3], [0, 4, 5]]
 
 
+def test_history_windows_make_every_item_a_target_once():
+    import numpy as np
+
+    from lifelongrec.data.batches import history_windows
+
+    offsets = np.array([0, 10, 12, 19])
+    seq = np.arange(1, 20)  # user 0: items 1..10, user 1: 11..12, user 2: 13..19
+    user, end = np.array([0, 1, 2]), np.array([10, 2, 6])
+    w = history_windows(offsets, seq, user, end, 4)
+    assert w.tolist() == [
+        [7, 8, 9, 10],
+        [4, 5, 6, 7],
+        [1, 2, 3, 4],  # user 0: targets 8-10, 5-7, 2-4
+        [0, 0, 11, 12],  # user 1: one window
+        [15, 16, 17, 18],
+        [0, 13, 14, 15],  # user 2 reads only seq[:6] (13..18): targets 16-18, 14-15
+    ]
+    inp, tgt = w[:, :-1], w[:, 1:]
+    targets = tgt[(inp > 0) & (tgt > 0)]
+    expected = [i for u, e in zip(user, end) for i in seq[offsets[u] + 1 : offsets[u] + e]]
+    assert sorted(targets.tolist()) == sorted(expected)  # each item after the first exactly once
+    for width in (2, 3, 5, 11, 12):  # any width covers every target exactly once
+        w = history_windows(offsets, seq, user, end, width)
+        t = w[:, 1:][(w[:, :-1] > 0) & (w[:, 1:] > 0)]
+        assert sorted(t.tolist()) == sorted(expected), width
+
+
 def test_full_softmax_loss_matches_manual():
     torch.manual_seed(0)
     head = ItemHead(4, 10)

@@ -157,6 +157,10 @@ class TrainConfig(Strict):
     patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
     # T1 loss: full softmax over all items, or sampled softmax with this fraction of items as negatives.
     loss: Literal["full", "sampled"] = "full"
+    # Next-item training windows: only the last max_length items of each training sequence ("last",
+    # as SASRec's own code), or the whole history cut into windows that overlap by one item, so every
+    # item is a target exactly once per epoch ("all", the data RecBole's prefix samples cover).
+    history: Literal["last", "all"] = "last"
     sampled_fraction: float = Field(0.2, gt=0, le=1)
     # Item recommendation tasks (T2, T3): Conure reports BPR with sampled negatives; full softmax is
     # the stronger and faster-converging choice here. Both are available.

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import StreamConfig
-from .data.batches import sort_by_length, trim_left, windows
+from .data.batches import history_windows, sort_by_length, trim_left, windows
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
 from .engine import Objective
 from .heads import ClassHead, ItemHead
@@ -172,6 +172,12 @@ class NextItemObjective(TaskObjective):
 
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg, width_extra=1)
+        if cfg.train.history == "all":
+            tr = self.td.split == TRAIN
+            self.train_w = history_windows(
+                stream.offsets, stream.seq_items, self.td.user[tr], self.td.end[tr], self.L + 1
+            )
+            self.train_t = self.train_w[:, -1].copy()  # unused: targets are the windows shifted by one
         keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
         self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
         self.monitor = cfg.train.monitor
