@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_bytes
 
@@ -167,7 +168,11 @@ def run_stream(
             res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
 
         def evaluate(n, name=name, cfg_i=cfg_i):
-            return objective_for(stream, name, n, cfg_i).evaluate(TEST)
+            # A method's mid-task measurement (Conure-): inference mode, whatever mode training left
+            # (a T1 loaded with --init-from never went through fit(), so dropout would still be on).
+            n.module.eval()
+            with torch.no_grad():
+                return objective_for(stream, name, n, cfg_i).evaluate(TEST)
 
         phase = 1  # further phases a method asks for (Conure: retrain after pruning)
         while (net := method.next_phase(info, evaluate)) is not None:
