@@ -91,3 +91,25 @@ def test_exclude_seen_is_labelled_and_never_hurts_on_the_ring(tmp_path):
     b = pretrain(cfg, stream, tmp_path / "b", log=lambda *_: None)["test"]
     assert b["protocol"] == "full-exclude-seen"
     assert b["HR@5"] >= a["HR@5"]  # same weights (same seed), fewer competitors
+
+
+def test_history_all_trains_on_every_item_of_long_histories(tmp_path):
+    """train.history=all: the objective's windows cover every training target once; "last" keeps only
+    the newest max_length + 1 items of each user."""
+    import numpy as np
+
+    from lifelongrec.data.stream import TRAIN
+    from lifelongrec.objectives import NextItemObjective
+    from lifelongrec.pretrain import build_t1, t1_net
+
+    counts = {}
+    for history in ("last", "all"):
+        cfg = load_config(synthetic_config(tmp_path, "nextitnet"), [f"train.history={history}"])
+        stream, _ = open_stream(cfg)
+        obj = NextItemObjective(stream, "T1", t1_net(*build_t1(cfg, stream)), cfg)
+        w = obj.train_w
+        counts[history] = int(((w[:, :-1] > 0) & (w[:, 1:] > 0)).sum())
+    td = stream.task("T1")
+    expected = int((td.end[td.split == TRAIN].astype(np.int64) - 1).sum())  # every item after the first
+    assert counts["all"] == expected
+    assert counts["last"] < expected  # the synthetic histories are longer than max_length = 12
