@@ -75,8 +75,7 @@ class TaskObjective(Objective):
         self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))  # sampled softmax
         td = self.td
         tr = td.split == TRAIN
-        self.train_w = windows(stream.offsets, stream.seq_items, td.user[tr], td.end[tr], self.L + width_extra)
-        self.train_t = td.target[tr].astype(np.int64)
+        self.train_w, self.train_t = self._train_examples(td.user[tr], td.end[tr], td.target[tr], self.L + width_extra)
         self.eval_sets: dict[int, EvalSet] = {}
         for split in (VALID, TEST):
             m = td.split == split
@@ -85,6 +84,10 @@ class TaskObjective(Objective):
             self.eval_sets[split] = EvalSet(
                 w[order], td.target[m][order].astype(np.int64), td.user[m][order], td.end[m][order]
             )
+
+    def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training windows and targets: one window per example."""
+        return windows(self.stream.offsets, self.stream.seq_items, user, end, width), target.astype(np.int64)
 
     def module(self) -> nn.Module:
         return self.net.module
@@ -172,15 +175,15 @@ class NextItemObjective(TaskObjective):
 
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg, width_extra=1)
-        if cfg.train.history == "all":
-            tr = self.td.split == TRAIN
-            self.train_w = history_windows(
-                stream.offsets, stream.seq_items, self.td.user[tr], self.td.end[tr], self.L + 1
-            )
-            self.train_t = self.train_w[:, -1].copy()  # unused: targets are the windows shifted by one
         keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
         self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
         self.monitor = cfg.train.monitor
+
+    def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.train.history == "last":
+            return super()._train_examples(user, end, target, width)
+        w = history_windows(self.stream.offsets, self.stream.seq_items, user, end, width)
+        return w, w[:, -1].copy()  # the targets that matter are the windows shifted by one (see loss)
 
     def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         _, w, _ = batch
