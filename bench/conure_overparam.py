@@ -10,10 +10,9 @@ after retraining. Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from _stream import stream_run
 
 
 def main() -> None:
@@ -27,29 +26,8 @@ def main() -> None:
     rows = []
     for r in args.ratios:
         out = args.out / f"pr{int(r * 100)}"
-        sets = [x for s in [f"method.conure_prune=[{r}]", *args.overrides] for x in ("--set", s)]
-        cmd = [
-            sys.executable,
-            "-m",
-            "lifelongrec.cli",
-            "stream",
-            "run",
-            "--config",
-            args.config,
-            "--method",
-            "conure",
-            "--order",
-            "T1",
-            "--init-from",
-            str(args.init_from),
-            "--out",
-            str(out),
-            *sets,
-        ]
-        if (out / "run.json").is_file():
-            cmd = [sys.executable, "-m", "lifelongrec.cli", "stream", "run", "--resume", str(out)]
-        subprocess.run(cmd, check=True)
-        row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+        sets = [f"method.conure_prune=[{r}]", *args.overrides]
+        row = stream_run(out, args.config, "conure", "T1", args.init_from, sets)[0]
         metric = row["metric"]
         pm = row["phase_metrics"]
         rows.append(

@@ -15,28 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from _stream import stream_run
 
 from lifelongrec.significance import paired_t_test
 
 
-def run(out: Path, order: str, args, seed: int) -> dict:
-    if not (out / "run.json").is_file() or '"complete"' not in (out / "run.json").read_text():
-        sets = [f"train.seed={seed}", *args.overrides]
-        if args.split:
-            sets.append("split.fractions=[" + ",".join(str(x) for x in args.split) + "]")
-        cmd = [sys.executable, "-m", "lifelongrec.cli", "stream", "run"]
-        if (out / "run.json").is_file():
-            cmd += ["--resume", str(out)]
-        else:
-            cmd += ["--config", args.config, "--method", "conure", "--order", order]
-            cmd += ["--init-from", str(args.init_from), "--out", str(out)]
-            cmd += [x for s in sets for x in ("--set", s)]
-        subprocess.run(cmd, check=True)
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return rows[-1]["test_after"]["T3"]
+def t3_metrics(out: Path, order: str, args, seed: int) -> dict:
+    sets = [f"train.seed={seed}", *args.overrides]
+    if args.split:
+        sets.append("split.fractions=[" + ",".join(str(x) for x in args.split) + "]")
+    return stream_run(out, args.config, "conure", order, args.init_from, sets)[-1]["test_after"]["T3"]
 
 
 def main() -> None:
@@ -53,8 +43,8 @@ def main() -> None:
     root = args.out or Path("runs/ml1m64/transfer") / tag
     via, direct = [], []
     for s in args.seeds:
-        via.append(run(root / f"seed{s}" / "T1-T2-T3", "T1,T2,T3", args, s)[args.metric])
-        direct.append(run(root / f"seed{s}" / "T1-T3", "T1,T3", args, s)[args.metric])
+        via.append(t3_metrics(root / f"seed{s}" / "T1-T2-T3", "T1,T2,T3", args, s)[args.metric])
+        direct.append(t3_metrics(root / f"seed{s}" / "T1-T3", "T1,T3", args, s)[args.metric])
     t = paired_t_test(via, direct)
     print(f"T3 test {args.metric} ({tag}), seeds {args.seeds}")
     print("| seed | T3 after T1,T2 | T3 directly after T1 |")

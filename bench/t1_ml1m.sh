@@ -9,5 +9,6 @@ cd "$(dirname "$0")/.."
 .venv/bin/lifelongrec pretrain --config ml1m_loo --out runs/ml1m_loo/pretrain-sasrec --set train.epochs=40 \
   --set train.patience=5
 for b in sasrec nextitnet; do
-  .venv/bin/lifelongrec pretrain --config ml1m --backbone "$b" --out "runs/ml1m/pretrain-$b"
+  # d = 256 as recorded in RESULTS (the paper's width; configs/ml1m.yaml's default is 64 since then)
+  .venv/bin/lifelongrec pretrain --config ml1m --backbone "$b" --out "runs/ml1m/pretrain-$b" --set model.d=256
 done

@@ -1,0 +1,22 @@
+"""Run one `lifelongrec stream run` in a subprocess for the bench scripts: skip it when its run folder
+says complete, resume it when it was interrupted, start it otherwise. Returns its metrics.jsonl rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def stream_run(out: Path, config: str, method: str, order: str, init_from: Path, sets: list[str]) -> list[dict]:
+    run_json = out / "run.json"
+    if not (run_json.is_file() and json.loads(run_json.read_text()).get("status") == "complete"):
+        cmd = [sys.executable, "-m", "lifelongrec.cli", "stream", "run"]
+        if run_json.is_file():
+            cmd += ["--resume", str(out)]
+        else:
+            cmd += ["--config", config, "--method", method, "--order", order]
+            cmd += ["--init-from", str(init_from), "--out", str(out), *[x for s in sets for x in ("--set", s)]]
+        subprocess.run(cmd, check=True)
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
