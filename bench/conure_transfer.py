@@ -1,8 +1,10 @@
 """Positive transfer (Conure, Table 3): is T3 better when Conure learns it after T2 than directly
-after T1? Both start from the same pretrained T1 artifact; each seed runs two Conure streams,
-T1,T2,T3 and T1,T3, with `train.seed` = seed, and the T3 test metrics are compared with a paired
-t-test over seeds. `--split 0.15 0.05 0.8` repeats it with 20% of the users for training (15% train,
-5% validation) and 80% for test, Conure's low-data setting.
+after T1? Conure first prunes and retrains T1 once, from the pretrained T1 artifact (`<out>/T1`, the
+longest step); every seed then branches from that state twice, T1,T2,T3 and T1,T3, with
+`train.seed` = seed for the tasks after T1, and the T3 test metrics are compared with a paired t-test
+over seeds. Sharing T1 means the seeds vary the learning of T2 and T3, the quantities compared.
+`--split 0.15 0.05 0.8` repeats it with 20% of the users for training (15% train, 5% validation) and
+80% for test, Conure's low-data setting.
 
 Runs are resumable and skipped when complete, so the script can be rerun after a stop:
     python bench/conure_transfer.py --init-from runs/ml1m64/pretrain-nextitnet --seeds 0 1 2 3 4 \
@@ -22,13 +24,6 @@ from _stream import stream_run
 from lifelongrec.significance import paired_t_test
 
 
-def t3_metrics(out: Path, order: str, args, seed: int) -> dict:
-    sets = [f"train.seed={seed}", *args.overrides]
-    if args.split:
-        sets.append("split.fractions=[" + ",".join(str(x) for x in args.split) + "]")
-    return stream_run(out, args.config, "conure", order, args.init_from, sets)[-1]["test_after"]["T3"]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--init-from", required=True, type=Path)
@@ -41,10 +36,20 @@ def main() -> None:
     args = ap.parse_args()
     tag = "default-split" if not args.split else "split-" + "-".join(f"{x:g}" for x in args.split)
     root = args.out or Path("runs/ml1m64/transfer") / tag
+    sets = list(args.overrides)
+    if args.split:
+        sets.append("split.fractions=[" + ",".join(str(x) for x in args.split) + "]")
+    stream_run(root / "T1", args.config, "conure", "T1", args.init_from, sets)
+
+    def t3(seed: int, order: str) -> float:
+        out = root / f"seed{seed}" / order.replace(",", "-")
+        rows = stream_run(out, args.config, "conure", order, None, [*sets, f"train.seed={seed}"], root / "T1")
+        return rows[-1]["test_after"]["T3"][args.metric]
+
     via, direct = [], []
     for s in args.seeds:
-        via.append(t3_metrics(root / f"seed{s}" / "T1-T2-T3", "T1,T2,T3", args, s)[args.metric])
-        direct.append(t3_metrics(root / f"seed{s}" / "T1-T3", "T1,T3", args, s)[args.metric])
+        via.append(t3(s, "T1,T2,T3"))
+        direct.append(t3(s, "T1,T3"))
     t = paired_t_test(via, direct)
     print(f"T3 test {args.metric} ({tag}), seeds {args.seeds}")
     print("| seed | T3 after T1,T2 | T3 directly after T1 |")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from synthetic import synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
+from lifelongrec.errors import LifelongrecError
 from lifelongrec.methods import TaskInfo, build_method
 from lifelongrec.methods.conure import IllegalTransition, Stage, Stages
 from lifelongrec.runner import run_stream
@@ -136,3 +139,23 @@ def test_overparam_phase_metrics_from_a_pretrained_t1(tmp_path):
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert row["phase_metrics"]["conure_minus"] == meta["test"]  # every metric, exactly
     assert "pruned_before_retrain" in row["phase_metrics"]
+
+
+def test_a_branch_after_t1_continues_exactly_like_an_unbroken_run(tmp_path):
+    """`--branch-from`: one Conure T1 shared by several later orders/seeds (the Table-3/4 scripts)."""
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    quiet = {"log": lambda *_: None}
+    run_stream(cfg, "conure", tmp_path / "straight", order=["T1", "T3"], **quiet)
+    run_stream(cfg, "conure", tmp_path / "t1", order=["T1"], **quiet)
+    run_stream(cfg, "conure", tmp_path / "branch", order=["T1", "T3"], branch_from=tmp_path / "t1", **quiet)
+    assert (tmp_path / "branch" / "matrix.csv").read_text() == (tmp_path / "straight" / "matrix.csv").read_text()
+    run = json.loads((tmp_path / "branch" / "run.json").read_text())
+    assert run["status"] == "complete" and run["branched_from"] == str(tmp_path / "t1")
+
+    with pytest.raises(LifelongrecError, match="not a proper prefix"):
+        run_stream(cfg, "conure", tmp_path / "b2", order=["T1"], branch_from=tmp_path / "t1", **quiet)
+    with pytest.raises(LifelongrecError, match=r"differs in \['method'\]"):
+        other = load_config(synthetic_config(tmp_path), [*FAST, "method.conure_prune=[0.3]"])
+        run_stream(other, "conure", tmp_path / "b3", order=["T1", "T2"], branch_from=tmp_path / "t1", **quiet)
+    with pytest.raises(LifelongrecError, match="method conure, not peterrec"):
+        run_stream(cfg, "peterrec", tmp_path / "b4", order=["T1", "T2"], branch_from=tmp_path / "t1", **quiet)

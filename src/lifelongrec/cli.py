@@ -177,6 +177,10 @@ def stream_run(
     init_from: Annotated[
         Path | None, typer.Option(help="start from this `lifelongrec pretrain` artifact instead of training T1")
     ] = None,
+    branch_from: Annotated[
+        Path | None,
+        typer.Option(help="start from the tasks already learned in this run folder (a prefix of --order)"),
+    ] = None,
 ) -> None:
     """Learn the tasks one after another; after each, evaluate every task learned so far."""
     from .config import StreamConfig, load_config
@@ -194,7 +198,16 @@ def stream_run(
         cfg = load_config(config, set_)
         order_list = [t.strip() for t in order.split(",")] if order else None
         out = out or Path("runs") / cfg.name / f"stream-{method}"
-    s = run_stream(cfg, method, out, order_list, resume=resume is not None, log=typer.echo, init_from=init_from)
+    s = run_stream(
+        cfg,
+        method,
+        out,
+        order_list,
+        resume=resume is not None,
+        log=typer.echo,
+        init_from=init_from,
+        branch_from=branch_from if resume is None else None,
+    )
     typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 

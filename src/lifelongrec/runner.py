@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def run_stream(
     resume: bool = False,
     log=print,
     init_from: Path | None = None,
+    branch_from: Path | None = None,
 ) -> dict:
     set_threads(cfg.train.threads)
     stream, prepared = open_stream(cfg)
@@ -121,6 +123,8 @@ def run_stream(
     kinds = {t.name: t.kind for t in cfg.tasks}
     out.mkdir(parents=True, exist_ok=True)
     state_dir = out / "state"
+    if branch_from is not None:
+        _branch(branch_from, out, cfg, method_name, order)
     if resume:
         run = json.loads((out / "run.json").read_text())
         if run["method"] != method_name or run["order"] != order:
@@ -135,12 +139,14 @@ def run_stream(
         "stream": cfg.name,
         "vocab_hash": stream.manifest["vocab_hash"],
         "status": "running",
+        **({"init_from": str(init_from)} if init_from is not None else {}),
+        **({"branched_from": str(branch_from)} if branch_from is not None else {}),
     }
     write_json_atomic(out / "run.json", run)
 
     method = build_method(method_name, cfg, stream)
     done: dict = {"rows": [], "R": []}
-    if resume and (state_dir / "state.json").is_file():
+    if (resume or branch_from is not None) and (state_dir / "state.json").is_file():
         done = json.loads((state_dir / "state.json").read_text())
         for i, name in enumerate(order[: len(done["rows"])]):  # rebuild the structure, then load weights
             info = TaskInfo(name, kinds[name], i)
@@ -214,6 +220,41 @@ def run_stream(
     run["status"] = "complete"
     write_json_atomic(out / "run.json", run)
     return json.loads((out / "summary.json").read_text())
+
+
+# What a branch must share with the run it starts from; `train` and `finetune` may differ (seeds,
+# learning rates of the tasks still to learn are what a branch experiment varies).
+_BRANCH_SHARED = ("source", "sequence", "split", "tasks", "model", "method")
+
+
+def _branch(src: Path, out: Path, cfg: StreamConfig, method_name: str, order: list[str]) -> None:
+    """Start `out` from the learned prefix of the run in `src`: its state and task folders are copied,
+    and the run continues as a resume. One Conure T1 (prune + retrain, the longest step) can so be
+    shared by every seed and task order of an experiment."""
+    if (out / "run.json").is_file():
+        raise LifelongrecError(f"--branch-from: {out} already holds a run; resume it with --resume {out}")
+    state = src / "state" / "state.json"
+    if not (src / "run.json").is_file() or not state.is_file():
+        raise LifelongrecError(f"--branch-from {src}: not a stream run folder with at least one learned task")
+    run = json.loads((src / "run.json").read_text())
+    learned = [r["task"] for r in json.loads(state.read_text())["rows"]]
+    problems = []
+    if run["method"] != method_name:
+        problems.append(f"it was run with method {run['method']}, not {method_name}")
+    if order[: len(learned)] != learned or len(learned) >= len(order):
+        problems.append(f"its learned tasks {learned} are not a proper prefix of the order {order}")
+    theirs = json.loads((src / "config.json").read_text())
+    ours = cfg.model_dump(mode="json", by_alias=True)
+    differ = [k for k in _BRANCH_SHARED if theirs.get(k) != ours.get(k)]
+    if differ:
+        problems.append(f"its config differs in {differ}")
+    if problems:
+        raise LifelongrecError(f"--branch-from {src}: " + "; ".join(problems))
+    for name in learned:
+        shutil.copytree(src / "tasks" / name, out / "tasks" / name, dirs_exist_ok=True)
+    with atomic_directory(out / "state") as d:
+        for f in ("method.safetensors", "state.json"):
+            shutil.copy2(src / "state" / f, d / f)
 
 
 def _save_task_artifact(folder: Path, method, name: str, info: TaskInfo, cfg: StreamConfig, stream, entry) -> None:
