@@ -7,6 +7,7 @@ loading are reported apart). "Best" for RecBole is the best within its epoch bud
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def recbole(name: str) -> dict:
     }
 
 
-def ours(name: str, target: float) -> dict:
-    hist = [json.loads(x) for x in (WORK / f"ours-{name}" / "train" / "metrics.jsonl").read_text().splitlines()]
+def ours(name: str, target: float, tag: str = "") -> dict:
+    hist = [json.loads(x) for x in (WORK / f"ours-{name}{tag}" / "train" / "metrics.jsonl").read_text().splitlines()]
     elapsed, reached = 0.0, None
     for h in hist:
         elapsed += h["train_seconds"] + h["eval_seconds"]
@@ -48,6 +49,9 @@ def ours(name: str, target: float) -> dict:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tag", default="", help="compare the variant of ours run with OURS_TAG=<tag>")
+    args = ap.parse_args()
     print(
         "| model | RecBole best valid NDCG@10 (epochs) | RecBole s to it | lifelongrec s to it | speed-up | "
         "lifelongrec best | RecBole targets/s | lifelongrec targets/s |"
@@ -58,7 +62,10 @@ def main() -> None:
             rb = recbole(name)
         except FileNotFoundError:
             continue
-        us = ours(name, rb["best"])
+        try:
+            us = ours(name, rb["best"], args.tag)
+        except FileNotFoundError:
+            continue
         sp = f"{rb['seconds_to_best'] / us['seconds_to_target']:.1f}x" if us["seconds_to_target"] else "not reached"
         ours_s = f"{us['seconds_to_target']:.0f}" if us["seconds_to_target"] else "-"
         print(

@@ -4,6 +4,8 @@
 # at a time on this machine. RecBole lives in its own throwaway venv (bench/setup_recbole.sh).
 # Usage: [THREADS=2] [OURS_EPOCHS=200] [MODELS="SASRec NextItNet"] bash bench/side_by_side.sh [RECBOLE_EPOCHS]
 #        then python bench/side_by_side.py
+# OURS_SETS="--set train.batch_size=32" OURS_TAG=-b32 runs a variant of ours into bench/_work/ours-<model>-b32
+# (RecBole is skipped when its log exists); `python bench/side_by_side.py --tag -b32` compares it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-3}
@@ -19,13 +21,16 @@ COMMON=(--set sequence.max_length=50 --set train.history=all --set train.batch_s
         --set train.patience=10 --set train.threads=$THREADS --set train.exclude_seen=true --set train.monitor=NDCG@10)
 # lifelongrec, matched to RecBole's defaults: SASRec d=64, 2 layers, 2 heads, FFN 256, dropout 0.5;
 # NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout.
+read -r -a EXTRA <<< "${OURS_SETS:-}"
+TAG=${OURS_TAG:-}
 for m in $MODELS; do
   case $m in
-    SASRec) .venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-sasrec "${COMMON[@]}" \
+    SASRec) .venv/bin/lifelongrec pretrain --config ml1m_loo --out "bench/_work/ours-sasrec$TAG" "${COMMON[@]}" \
   --set model.name=sasrec --set model.d=64 --set model.layers=2 --set model.heads=2 --set model.inner_size=256 \
-  --set model.dropout=0.5 --set model.max_length=50 ;;
-    NextItNet) .venv/bin/lifelongrec pretrain --config ml1m_loo --out bench/_work/ours-nextitnet "${COMMON[@]}" \
-  --set model.name=nextitnet --set model.d=64 --set "model.dilations=[1,4,1,4,1,4,1,4,1,4]" --set model.dropout=0 ;;
+  --set model.dropout=0.5 --set model.max_length=50 ${EXTRA[@]+"${EXTRA[@]}"} ;;
+    NextItNet) .venv/bin/lifelongrec pretrain --config ml1m_loo --out "bench/_work/ours-nextitnet$TAG" "${COMMON[@]}" \
+  --set model.name=nextitnet --set model.d=64 --set "model.dilations=[1,4,1,4,1,4,1,4,1,4]" --set model.dropout=0 \
+  ${EXTRA[@]+"${EXTRA[@]}"} ;;
   esac
 done
 for m in $MODELS; do
