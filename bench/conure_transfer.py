@@ -2,7 +2,9 @@
 after T1? Conure first prunes and retrains T1 once, from the pretrained T1 artifact (`<out>/T1`, the
 longest step); every seed then branches from that state twice, T1,T2,T3 and T1,T3, with
 `train.seed` = seed for the tasks after T1, and the T3 test metrics are compared with a paired t-test
-over seeds. Sharing T1 means the seeds vary the learning of T2 and T3, the quantities compared.
+over seeds, both for T3's final model and for Conure- (T3 before its own pruning and retraining,
+the version the paper's Table 3 compares). Sharing T1 means the seeds vary the learning of T2 and T3,
+the quantities compared. With a single seed the runs are made and printed without a test.
 `--split 0.15 0.05 0.8` repeats it with 20% of the users for training (15% train, 5% validation) and
 80% for test, Conure's low-data setting.
 
@@ -16,11 +18,11 @@ matrix is no longer a clean test, but T3 (whose labels T1 never saw) is the metr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from _stream import stream_run
 
+from lifelongrec.fsutil import write_json_atomic
 from lifelongrec.significance import paired_t_test
 
 
@@ -41,25 +43,28 @@ def main() -> None:
         sets.append("split.fractions=[" + ",".join(str(x) for x in args.split) + "]")
     stream_run(root / "T1", args.config, "conure", "T1", args.init_from, sets)
 
-    def t3(seed: int, order: str) -> float:
+    def t3(seed: int, order: str) -> tuple[float, float]:
+        """T3's test metric after the run, and Conure- (before T3's pruning and retraining)."""
         out = root / f"seed{seed}" / order.replace(",", "-")
-        rows = stream_run(out, args.config, "conure", order, None, [*sets, f"train.seed={seed}"], root / "T1")
-        return rows[-1]["test_after"]["T3"][args.metric]
+        row = stream_run(out, args.config, "conure", order, None, [*sets, f"train.seed={seed}"], root / "T1")[-1]
+        return row["test_after"]["T3"][args.metric], row["phase_metrics"]["conure_minus"][args.metric]
 
-    via, direct = [], []
-    for s in args.seeds:
-        via.append(t3(s, "T1,T2,T3"))
-        direct.append(t3(s, "T1,T3"))
-    t = paired_t_test(via, direct)
+    via = [t3(s, "T1,T2,T3") for s in args.seeds]
+    direct = [t3(s, "T1,T3") for s in args.seeds]
+    result = {"seeds": args.seeds, "metric": args.metric}
     print(f"T3 test {args.metric} ({tag}), seeds {args.seeds}")
-    print("| seed | T3 after T1,T2 | T3 directly after T1 |")
-    print("|---|---|---|")
-    for s, a, b in zip(args.seeds, via, direct):
-        print(f"| {s} | {a:.4f} | {b:.4f} |")
-    print(f"| mean | {sum(via) / len(via):.4f} | {sum(direct) / len(direct):.4f} |")
-    print(f"paired t-test: mean difference {t['mean_difference']:+.4f}, t = {t['t']:.3f}, df = {t['df']}, ", end="")
-    print(f"p = {t['p']:.4f}")
-    (root / "summary.json").write_text(json.dumps({"seeds": args.seeds, "via_T2": via, "direct": direct, **t}))
+    for k, label in ((0, "Conure (final)"), (1, "Conure- (before pruning T3)")):
+        a, b = [v[k] for v in via], [v[k] for v in direct]
+        print(f"\n{label}\n\n| seed | T3 after T1,T2 | T3 directly after T1 |\n|---|---|---|")
+        for s, x, y in zip(args.seeds, a, b):
+            print(f"| {s} | {x:.4f} | {y:.4f} |")
+        print(f"| mean | {sum(a) / len(a):.4f} | {sum(b) / len(b):.4f} |")
+        t = paired_t_test(a, b) if len(a) > 1 else {}
+        if t:
+            d, tt, df, p = t["mean_difference"], t["t"], t["df"], t["p"]
+            print(f"\npaired t-test: mean difference {d:+.4f}, t = {tt:.3f}, df = {df}, p = {p:.4f}")
+        result["final" if k == 0 else "conure_minus"] = {"via_T2": a, "direct": b, **t}
+    write_json_atomic(root / "summary.json", result)
 
 
 if __name__ == "__main__":
