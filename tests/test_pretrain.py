@@ -113,3 +113,21 @@ def test_history_all_trains_on_every_item_of_long_histories(tmp_path):
     expected = int((td.end[td.split == TRAIN].astype(np.int64) - 1).sum())  # every item after the first
     assert counts["all"] == expected
     assert counts["last"] < expected  # the synthetic histories are longer than max_length = 12
+
+
+def test_fit_reports_the_seconds_spent_before_a_resume(tmp_path):
+    """The stream runner times a task by wall clock; a resumed fit() says what the killed process spent."""
+    from lifelongrec.engine import fit
+    from lifelongrec.objectives import NextItemObjective
+    from lifelongrec.pretrain import build_t1, t1_net
+
+    cfg = load_config(synthetic_config(tmp_path, epochs=3))
+    stream, _ = open_stream(cfg)
+    obj = NextItemObjective(stream, "T1", t1_net(*build_t1(cfg, stream)), cfg)
+    quiet = {"log": lambda *_: None}
+    first = fit(obj, cfg.train.model_copy(update={"epochs": 2}), tmp_path / "fit", **quiet)
+    assert first.resumed_seconds == 0.0
+    again = fit(obj, cfg.train, tmp_path / "fit", **quiet)
+    done = [json.loads(x) for x in (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines()[:2]]
+    assert again.epochs_run == 3
+    assert again.resumed_seconds == pytest.approx(sum(e["train_seconds"] + e["eval_seconds"] for e in done))

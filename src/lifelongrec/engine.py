@@ -80,6 +80,9 @@ class FitResult:
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
+    # Training + validation seconds of the epochs done before a resume (by an earlier process), so that
+    # a caller timing fit() with a wall clock can count the whole task.
+    resumed_seconds: float = 0.0
 
 
 def make_adam(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
@@ -155,9 +158,11 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult
         "history": [],
         "train_seconds": 0.0,
     }
+    resumed_s = 0.0
     if (ckpt / "state.json").is_file():
         state = load_checkpoint(ckpt, module, opt)
         log(f"resumed from {ckpt} after epoch {state['epoch']}")
+        resumed_s = sum(h["train_seconds"] + h["eval_seconds"] for h in state["history"])
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
     quiet = not sys.stderr.isatty()
     n_batches = obj.n_batches(cfg.batch_size)
@@ -225,4 +230,5 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult
         state["epoch"],
         state["history"],
         state["train_seconds"],
+        resumed_s,
     )

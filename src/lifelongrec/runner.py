@@ -172,6 +172,7 @@ def run_stream(
             log(f"[{method_name}] {name} loaded from {init_from} (trained in {pre['train_seconds']:.0f} s)")
         else:
             res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
+            t0 -= res.resumed_seconds  # epochs an interrupted earlier process already spent on this task
 
         def evaluate(n, name=name, cfg_i=cfg_i):
             # A method's mid-task measurement (Conure-): inference mode, whatever mode training left
@@ -183,7 +184,9 @@ def run_stream(
         phase = 1  # further phases a method asks for (Conure: retrain after pruning)
         while (net := method.next_phase(info, evaluate)) is not None:
             log(f"[{method_name}] {name}: phase {phase + 1}")
-            fit(objective_for(stream, name, net, cfg_i), cfg_i.train, out / "tasks" / name / f"phase{phase}", log=log)
+            t0 -= fit(
+                objective_for(stream, name, net, cfg_i), cfg_i.train, out / "tasks" / name / f"phase{phase}", log=log
+            ).resumed_seconds
             phase += 1
         train_s = time.perf_counter() - t0
         method.after_task(info)
