@@ -5,7 +5,7 @@
 # Usage: [THREADS=2] [OURS_EPOCHS=200] [MODELS="SASRec NextItNet"] bash bench/side_by_side.sh [RECBOLE_EPOCHS]
 #        then python bench/side_by_side.py
 # OURS_SETS="--set train.batch_size=32" OURS_TAG=-b32 runs a variant of ours into bench/_work/ours-<model>-b32
-# (RecBole is skipped when its log exists); `python bench/side_by_side.py --tag -b32` compares it.
+# (RecBole is skipped when its log exists); `python bench/side_by_side.py --tag=-b32` compares it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-3}
