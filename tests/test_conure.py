@@ -151,6 +151,8 @@ def test_a_branch_after_t1_continues_exactly_like_an_unbroken_run(tmp_path):
     assert (tmp_path / "branch" / "matrix.csv").read_text() == (tmp_path / "straight" / "matrix.csv").read_text()
     run = json.loads((tmp_path / "branch" / "run.json").read_text())
     assert run["status"] == "complete" and run["branched_from"] == str(tmp_path / "t1")
+    run_stream(cfg, "conure", tmp_path / "branch", order=["T1", "T3"], resume=True, **quiet)  # keeps its origin
+    assert json.loads((tmp_path / "branch" / "run.json").read_text())["branched_from"] == str(tmp_path / "t1")
 
     with pytest.raises(LifelongrecError, match="not a proper prefix"):
         run_stream(cfg, "conure", tmp_path / "b2", order=["T1"], branch_from=tmp_path / "t1", **quiet)

@@ -125,10 +125,16 @@ def run_stream(
     state_dir = out / "state"
     if branch_from is not None:
         _branch(branch_from, out, cfg, method_name, order)
+    origin = {}  # where the run started from: kept in run.json across resumes
     if resume:
         run = json.loads((out / "run.json").read_text())
         if run["method"] != method_name or run["order"] != order:
             raise LifelongrecError(f"{out}: was run with method {run['method']} and order {run['order']}")
+        origin = {k: run[k] for k in ("init_from", "branched_from") if k in run}
+    if init_from is not None:
+        origin["init_from"] = str(init_from)
+    if branch_from is not None:
+        origin["branched_from"] = str(branch_from)
     write_json_atomic(out / "config.json", cfg.model_dump(mode="json", by_alias=True))
     write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
     run = {
@@ -139,8 +145,7 @@ def run_stream(
         "stream": cfg.name,
         "vocab_hash": stream.manifest["vocab_hash"],
         "status": "running",
-        **({"init_from": str(init_from)} if init_from is not None else {}),
-        **({"branched_from": str(branch_from)} if branch_from is not None else {}),
+        **origin,
     }
     write_json_atomic(out / "run.json", run)
 
