@@ -6,6 +6,7 @@
 #        then python bench/side_by_side.py
 # OURS_SETS="--set train.batch_size=32" OURS_TAG=-b32 runs a variant of ours into bench/_work/ours-<model>-b32
 # (RecBole is skipped when its log exists); `python bench/side_by_side.py --tag=-b32` compares it.
+# SIDES="recbole ours" runs RecBole first (default "ours recbole"); both sides always run one after the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-3}
@@ -23,6 +24,7 @@ COMMON=(--set sequence.max_length=50 --set train.history=all --set train.batch_s
 # NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout.
 read -r -a EXTRA <<< "${OURS_SETS:-}"
 TAG=${OURS_TAG:-}
+run_ours() {
 for m in $MODELS; do
   case $m in
     SASRec) .venv/bin/lifelongrec pretrain --config ml1m_loo --out "bench/_work/ours-sasrec$TAG" "${COMMON[@]}" \
@@ -33,9 +35,13 @@ for m in $MODELS; do
   ${EXTRA[@]+"${EXTRA[@]}"} ;;
   esac
 done
+}
+run_recbole() {
 for m in $MODELS; do
   out="bench/_work/recbole-$(echo "$m" | tr A-Z a-z).jsonl"
   [ -s "$out" ] && continue  # RecBole cannot resume: a finished log is kept
   .recbole-venv/bin/python bench/recbole_train.py --model "$m" --epochs "$EPOCHS" --data-root "$DATA" \
     --threads "$THREADS" --out "$out"
 done
+}
+for side in ${SIDES:-ours recbole}; do "run_$side"; done

@@ -124,3 +124,36 @@ def test_matmul_causal_conv_equals_conv1d(dilation):
     x = torch.randn(2, 11, 8)
     ref = F.conv1d(F.pad(x.transpose(1, 2), (2 * dilation, 0)), conv.weight, conv.bias, dilation=dilation)
     torch.testing.assert_close(conv(x), ref.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", ["pre_ln", "original"])
+def test_sasrec_blocks_keep_the_contract(block):
+    """Both SASRec block layouts are causal and padding-invariant; the original differs from pre-LN."""
+    cfg = BackboneConfig(name="sasrec", d=16, layers=2, heads=2, max_length=64, block=block, init_std=0.02)
+    torch.manual_seed(0)
+    net = build_backbone(cfg, n_items=30).eval()
+    seq = torch.tensor([[5, 3, 9, 1, 7]])
+    padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), seq], 1)
+    torch.testing.assert_close(net.user_vector(padded), net.user_vector(seq), rtol=1e-5, atol=1e-6)
+    changed = seq.clone()
+    changed[0, 4] = 11
+    torch.testing.assert_close(net.encode(changed)[:, :4], net.encode(seq)[:, :4])
+    torch.manual_seed(0)
+    other = build_backbone(cfg.model_copy(update={"block": "original" if block == "pre_ln" else "pre_ln"}), 30)
+    assert not torch.allclose(other.eval().user_vector(seq), net.user_vector(seq))
+
+
+def test_init_std_sets_every_weight_matrix():
+    from lifelongrec.backbones.base import normal_init
+
+    for name in CONFIGS:
+        torch.manual_seed(0)
+        net = build_backbone(CONFIGS[name].model_copy(update={"init_std": 0.02}), n_items=500)
+        assert net.item_embedding.weight[0].abs().sum() == 0  # padding row stays zero
+        for pname, p in net.named_parameters():
+            if p.dim() >= 2:
+                assert abs(p.detach().std().item() - 0.02) < 0.004, pname
+            elif pname.endswith("bias") and "ln" not in pname.split(".")[-2]:
+                assert p.abs().sum() == 0, pname
+        normal_init(net, 0.5)
+        assert abs(net.item_embedding.weight.std().item() - 0.5) < 0.05

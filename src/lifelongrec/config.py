@@ -144,6 +144,12 @@ class BackboneConfig(Strict):
     heads: int = Field(2, ge=1)
     inner_size: int | None = Field(None, ge=1)  # feed-forward width; None = d, as in the SASRec paper
     max_length: int = Field(200, ge=1)
+    # SASRec block layout: "pre_ln" (x + Attn(LN(x)), then x + FFN(LN(x))) or "original", Kang and
+    # McAuley's reference code (queries LN(x), keys/values x, residual from LN(x); then LN, FFN, residual).
+    block: Literal["pre_ln", "original"] = "pre_ln"
+    # None: item/position embeddings N(0, 1/d), PyTorch's default for the rest. A number: every weight
+    # matrix N(0, init_std^2), biases zero (the SASRec PyTorch ports and RecBole use 0.02).
+    init_std: float | None = Field(None, gt=0)
 
 
 class TrainConfig(Strict):

@@ -64,7 +64,27 @@ def build_backbone(cfg: BackboneConfig, n_items: int) -> Backbone:
     if cfg.name == "nextitnet":
         from .nextitnet import NextItNet
 
-        return NextItNet(cfg, n_items)
-    from .sasrec import SASRec
+        backbone: Backbone = NextItNet(cfg, n_items)
+    else:
+        from .sasrec import SASRec
 
-    return SASRec(cfg, n_items)
+        backbone = SASRec(cfg, n_items)
+    if cfg.init_std is not None:
+        normal_init(backbone, cfg.init_std)
+    return backbone
+
+
+def normal_init(module: nn.Module, std: float) -> None:
+    """Every weight matrix (embeddings, Linear, NextItNet's convolutions) N(0, std^2), their biases zero,
+    padding rows zero; LayerNorms keep their (1, 0) start. As the SASRec PyTorch ports, RecBole and BERT."""
+    for m in module.modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, nn.LayerNorm) or not isinstance(w, nn.Parameter) or w.dim() < 2:
+            continue
+        nn.init.normal_(w, std=std)
+        bias = getattr(m, "bias", None)
+        if isinstance(bias, nn.Parameter):
+            nn.init.zeros_(bias)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            with torch.no_grad():
+                w[m.padding_idx].zero_()

@@ -5,6 +5,11 @@
     x_l = x_l + FFN(LN(x_l))                   FFN(z) = W2 relu(W1 z)
     h   = LN(x_L)
 
+`block="original"` follows Kang and McAuley's reference code instead (and the PyTorch ports that the
+strongest published SASRec results use): with y = LN(x), x = y + Attn(q=y, k=x, v=x); then
+y = LN(x), x = y + FFN(y). Keys and values see the un-normalised stream and each residual starts from
+the normalised one, so every block output is re-centred.
+
 Positions count from the first real item of the (truncated) window, so the same history gets the same
 positions whatever padding precedes it, and a prefix is encoded exactly as during training.
 Padded keys are never attended to; padded rows are kept at zero.
@@ -29,16 +34,23 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of queries from `x` over keys and values from `kv` (default: `x` itself)."""
         B, L, d = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if kv is None:
+            qkv = self.qkv(x)
+        else:  # the same weights, split: queries from x, keys and values from kv
+            w, b = self.qkv.weight, self.qkv.bias
+            qkv = torch.cat([F.linear(x, w[:d], b[:d]), F.linear(kv, w[d:], b[d:])], -1)
+        q, k, v = qkv.view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, L, d))
 
 
 class Layer(nn.Module):
-    def __init__(self, d: int, heads: int, dropout: float, inner: int) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, inner: int, original: bool = False) -> None:
         super().__init__()
+        self.original = original
         self.ln1 = nn.LayerNorm(d)
         self.attn = SelfAttention(d, heads, dropout)
         self.ln2 = nn.LayerNorm(d)
@@ -49,6 +61,10 @@ class Layer(nn.Module):
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the state after the attention sub-layer and the FFN's residual update; the caller
         adds the update (through the block's patch hook) and re-applies the padding mask."""
+        if self.original:
+            y = self.ln1(x)  # the reference code drops attention weights only, not the attention output
+            x = self.ln2(y + self.attn(y, allowed, kv=x))
+            return x, self.drop(self.ffn2(self.drop(F.relu(self.ffn1(x)))))
         x = x + self.drop(self.attn(self.ln1(x), allowed))
         update = self.drop(self.ffn2(self.drop(F.relu(self.ffn1(self.ln2(x))))))
         return x, update
@@ -62,7 +78,9 @@ class SASRec(Backbone):
         self.position = nn.Embedding(cfg.max_length, cfg.d)
         nn.init.normal_(self.position.weight, std=cfg.d**-0.5)
         inner = cfg.inner_size or cfg.d
-        self.layers = nn.ModuleList(Layer(cfg.d, cfg.heads, cfg.dropout, inner) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(
+            Layer(cfg.d, cfg.heads, cfg.dropout, inner, cfg.block == "original") for _ in range(cfg.layers)
+        )
         self.ln = nn.LayerNorm(cfg.d)
         self.drop = nn.Dropout(cfg.dropout)
 
