@@ -78,3 +78,11 @@ def test_run_is_the_whole_job_and_resumes(tmp_path):
     assert (out / "report" / "report.md").is_file()
     again = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(out)])
     assert again.exit_code == 0 and "resumed" in again.output
+
+
+def test_resume_refuses_options_that_would_change_the_run(tmp_path):
+    r = runner.invoke(
+        app, ["stream", "run", "--resume", str(tmp_path), "--branch-from", str(tmp_path), "--order", "T1"]
+    )
+    assert r.exit_code != 0  # the console entry point prints LifelongrecError as one line (test_errors)
+    assert "drop --order, --branch-from" in str(r.exception)

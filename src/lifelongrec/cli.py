@@ -187,6 +187,15 @@ def stream_run(
     from .runner import run_stream
 
     if resume is not None:
+        # A resumed run takes everything from its own folder; an option that would change it is an error,
+        # not something to ignore silently.
+        given = {"--order": order, "--set": set_, "--out": out, "--init-from": init_from, "--branch-from": branch_from}
+        clash = [name for name, value in given.items() if value]
+        if clash:
+            raise LifelongrecError(
+                f"--resume {resume} continues that run with its own settings (config.json, run.json); "
+                f"drop {', '.join(clash)}"
+            )
         cfg_file = resume / "config.json"
         if not cfg_file.is_file():
             raise LifelongrecError(f"--resume {resume}: no config.json (not a stream run folder)")
@@ -206,7 +215,7 @@ def stream_run(
         resume=resume is not None,
         log=typer.echo,
         init_from=init_from,
-        branch_from=branch_from if resume is None else None,
+        branch_from=branch_from,
     )
     typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
