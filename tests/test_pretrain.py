@@ -131,3 +131,19 @@ def test_fit_reports_the_seconds_spent_before_a_resume(tmp_path):
     done = [json.loads(x) for x in (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines()[:2]]
     assert again.epochs_run == 3
     assert again.resumed_seconds == pytest.approx(sum(e["train_seconds"] + e["eval_seconds"] for e in done))
+
+
+def test_length_buckets_cover_every_example_once():
+    import numpy as np
+
+    from lifelongrec.objectives import bucketed_batches
+
+    lengths = np.random.default_rng(1).integers(1, 200, size=1000)
+    for bucket in (1, 4, 64):
+        batches = bucketed_batches(lengths, 32, np.random.default_rng(0), bucket)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+        spread = np.mean([np.ptp(lengths[b]) for b in batches])
+        if bucket == 64:  # one sorted group: each batch spans a narrow band of lengths
+            assert spread < 20
+        if bucket == 1:  # plain random batches span most of the range
+            assert spread > 150

@@ -172,6 +172,10 @@ class TrainConfig(Strict):
     # the stronger and faster-converging choice here. Both are available.
     item_loss: Literal["full", "sampled", "bpr"] = "full"
     eval_batch_size: int = Field(1024, ge=1)
+    # Training batches are random, then sorted by length within groups of this many batches, so a batch
+    # of similar lengths can drop its all-padding columns (faster). 1 = plain random batches: slower on
+    # skewed lengths, but every batch mixes short and long histories.
+    length_buckets: int = Field(64, ge=1)
     # Early stopping watches this validation metric (MRR@k, NDCG@k, HR@k; accuracy for classification).
     monitor: str = "MRR@5"
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])

@@ -104,7 +104,7 @@ class TaskObjective(Objective):
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
         lengths = (self.train_w > 0).sum(1)
-        for idx in bucketed_batches(lengths, batch_size, rng):
+        for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
             w = None if self.net.frozen_encoder else torch.from_numpy(trim_left(self.train_w[idx]))
             yield torch.from_numpy(idx), w, torch.from_numpy(self.train_t[idx])
 
@@ -221,7 +221,7 @@ class ItemRecObjective(TaskObjective):
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
         lengths = (self.train_w > 0).sum(1)
-        for idx in bucketed_batches(lengths, batch_size, rng):
+        for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
             counts = self.t_off[idx + 1] - self.t_off[idx]
             rows = np.repeat(np.arange(len(idx)), counts)
             pos = np.repeat(self.t_off[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
