@@ -21,7 +21,8 @@ mkdir -p bench/_work
 COMMON=(--set sequence.max_length=50 --set train.history=all --set train.batch_size=64 --set train.lr=0.001 --set train.epochs=${OURS_EPOCHS:-200}
         --set train.patience=10 --set train.threads=$THREADS --set train.exclude_seen=true --set train.monitor=NDCG@10)
 # lifelongrec, matched to RecBole's defaults: SASRec d=64, 2 layers, 2 heads, FFN 256, dropout 0.5;
-# NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout.
+# NextItNet d=64, 5 x {1,4} residual blocks, kernel 3, no dropout. SASRec keeps the pre-norm block, default
+# init and length-sorted batches it was measured with (configs/ml1m_loo.yaml now holds the SASRec+ recipe).
 read -r -a EXTRA <<< "${OURS_SETS:-}"
 TAG=${OURS_TAG:-}
 run_ours() {
@@ -29,7 +30,8 @@ for m in $MODELS; do
   case $m in
     SASRec) .venv/bin/lifelongrec pretrain --config ml1m_loo --out "bench/_work/ours-sasrec$TAG" "${COMMON[@]}" \
   --set model.name=sasrec --set model.d=64 --set model.layers=2 --set model.heads=2 --set model.inner_size=256 \
-  --set model.dropout=0.5 --set model.max_length=50 ${EXTRA[@]+"${EXTRA[@]}"} ;;
+  --set model.dropout=0.5 --set model.max_length=50 --set model.block=pre_ln --set model.init_std=null \
+  --set train.length_buckets=64 ${EXTRA[@]+"${EXTRA[@]}"} ;;
     NextItNet) .venv/bin/lifelongrec pretrain --config ml1m_loo --out "bench/_work/ours-nextitnet$TAG" "${COMMON[@]}" \
   --set model.name=nextitnet --set model.d=64 --set "model.dilations=[1,4,1,4,1,4,1,4,1,4]" --set model.dropout=0 \
   ${EXTRA[@]+"${EXTRA[@]}"} ;;
