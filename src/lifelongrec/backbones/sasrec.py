@@ -64,10 +64,12 @@ class Layer(nn.Module):
         if self.original:
             y = self.ln1(x)  # the reference code drops attention weights only, not the attention output
             x = self.ln2(y + self.attn(y, allowed, kv=x))
-            return x, self.drop(self.ffn2(self.drop(F.relu(self.ffn1(x)))))
+            return x, self.ffn(x)
         x = x + self.drop(self.attn(self.ln1(x), allowed))
-        update = self.drop(self.ffn2(self.drop(F.relu(self.ffn1(self.ln2(x))))))
-        return x, update
+        return x, self.ffn(self.ln2(x))
+
+    def ffn(self, z: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.ffn2(self.drop(F.relu(self.ffn1(z)))))
 
 
 class SASRec(Backbone):
