@@ -173,3 +173,33 @@ def test_relative_paths_resolve_against_config(tmp_path: Path, ratings_csv, user
     (tmp_path / "rel.yaml").write_text(text)
     cfg = load_config(tmp_path / "rel.yaml")
     assert Path(cfg.source.path) == ratings_csv.resolve()
+
+
+def test_rare_items_leave_catalogue_sequences_and_targets(tmp_path, ratings_csv, users_csv):
+    # Events per item over every behaviour: g has 3 (u1, u3, u4), every other item >= 5 among u1..u5.
+    # min_item_count 4 drops g; u1, u3 and u4 keep exactly min_length 4 input events, so nobody else goes.
+    base = load_config(stream_yaml(tmp_path, ratings_csv, users_csv))
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.min_item_count=4"])
+    stream, _ = prepare(cfg, tmp_path / "out")
+    assert list(stream.items) == ["", "a", "b", "c", "d", "e", "f"]
+    assert stream.manifest["items"] == 6 and stream.manifest["items_dropped_rare"] == 1
+    assert _seqs(stream) == {
+        "u1": ["b", "c", "a", "f"],
+        "u2": ["a", "b", "c", "d", "e"],
+        "u3": ["c", "d", "e", "f"],
+        "u4": ["f", "e", "d", "c"],
+        "u5": ["e", "d", "c", "a", "b"],
+    }
+    t2 = stream.task("T2")
+    got = sorted((stream.users[u], stream.items[t]) for u, t in zip(t2.user, t2.target))
+    assert got == [("u1", "d"), ("u1", "e"), ("u2", "f"), ("u3", "a"), ("u4", "a"), ("u4", "b"), ("u5", "f")]
+    full, _ = prepare(base, tmp_path / "full")
+    assert stream.manifest["vocab_hash"] != full.manifest["vocab_hash"]  # a different catalogue, by hash
+
+
+def test_rare_item_filter_repeats_until_stable(tmp_path, ratings_csv, users_csv):
+    # min_item_count 5 drops b and g; u1 falls below 4 input events, which takes a below 5, which
+    # takes u2 and u5 below 4, and so on until no user is left: a clear error, not an empty stream.
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.min_item_count=5"])
+    with pytest.raises(Exception, match="(?i)no user|empty|min_length"):
+        prepare(cfg, tmp_path / "out")

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import Filter, LabelConfig, SplitConfig, StreamConfig, TaskConfig
+from ..config import Filter, LabelConfig, SequenceConfig, SplitConfig, StreamConfig, TaskConfig
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory, sha256_bytes, sha256_file, write_json_atomic
 from .store import InteractionStore
@@ -181,9 +181,34 @@ def _next_item_task(
     raise ConfigError(f"task {t.name}: next_item splits by_user or leave_last, not '{split.mode}'")
 
 
+def _frequent_items(
+    store: InteractionStore, keep_event: np.ndarray, event_user: np.ndarray, cfg: SequenceConfig
+) -> np.ndarray:
+    """Which items stay in the catalogue (bool per item index, padding included): the fixed point of
+    "items with >= min_item_count events among kept users" and "users with >= min_length input events"."""
+    item_ok = np.ones(store.n_items + 1, dtype=bool)
+    if cfg.min_item_count <= 1:
+        return item_ok
+    while True:
+        known = item_ok[store.item_seq]
+        user_ok = np.bincount(event_user[keep_event & known], minlength=store.n_users) >= cfg.min_length
+        counts = np.bincount(store.item_seq[known & user_ok[event_user]], minlength=store.n_items + 1)
+        new = counts >= cfg.min_item_count
+        new[0] = True  # padding
+        if np.array_equal(new, item_ok):
+            return item_ok
+        item_ok = new
+
+
 def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
     t0 = time.perf_counter()
+    event_user = np.repeat(np.arange(store.n_users), store.lengths())
     keep_event = _mask(store, cfg.sequence.filter)
+    item_ok = _frequent_items(store, keep_event, event_user, cfg.sequence)
+    keep_event &= item_ok[store.item_seq]
+    # Kept items renumbered 1..m in their original order (the identity when every item is kept).
+    new_item = (np.cumsum(item_ok) - 1).astype(np.int32)
+    items = store.items[item_ok]
     sub = _sub_csr(store.offsets, keep_event)
     lengths_all = np.diff(sub)
     min_len = cfg.sequence.min_length
@@ -192,13 +217,18 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         if t.kind == "next_item" and min_len < need:
             raise ConfigError(f"task {t.name}: split {cfg.split_for(t).mode} needs sequence.min_length >= {need}")
     kept = np.flatnonzero(lengths_all >= min_len)
+    if len(kept) == 0:
+        rare = f" and sequence.min_item_count {cfg.sequence.min_item_count}" if cfg.sequence.min_item_count > 1 else ""
+        raise ConfigError(
+            f"no user is left: none has sequence.min_length {min_len} input events after the sequence "
+            f"filter{rare} (the data has {store.n_users} users, {store.n_events} events)"
+        )
     dropped_users = int(store.n_users - len(kept))
     # Input sequences of the kept users, as CSR.
-    event_user = np.repeat(np.arange(store.n_users), store.lengths())
     user_kept = np.zeros(store.n_users, dtype=bool)
     user_kept[kept] = True
     seq_mask = keep_event & user_kept[event_user]
-    seq_items = store.item_seq[seq_mask].astype(np.int32)
+    seq_items = new_item[store.item_seq[seq_mask]]
     lengths = lengths_all[kept]
     offsets = np.zeros(len(kept) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -214,9 +244,9 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         if t.kind == "next_item":
             tasks[t.name] = _next_item_task(t, split, lengths, offsets, seq_items)
         elif t.kind == "item_rec":
-            m = _mask(store, t.filter) & user_kept[event_user]
+            m = _mask(store, t.filter) & user_kept[event_user] & item_ok[store.item_seq]
             u = new_index[event_user[m]].astype(np.int32)
-            target = store.item_seq[m].astype(np.int32)
+            target = new_item[store.item_seq[m]]
             end = lengths[u].astype(np.int32)
             in_input = int((_mask(store, t.filter) & seq_mask).sum())
             notes[t.name] = {"targets_also_in_input": in_input}
@@ -244,10 +274,11 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
         "source": store.meta,
-        "vocab_hash": store.vocab_hash(),
+        "vocab_hash": sha256_bytes("\n".join(items[1:].tolist()).encode("utf-8")),
         "users": int(len(kept)),
         "users_dropped_short": dropped_users,
-        "items": store.n_items,
+        "items": len(items) - 1,
+        "items_dropped_rare": int(store.n_items + 1 - len(items)),
         "input_events": int(len(seq_items)),
         "tasks": {
             name: {
@@ -261,7 +292,7 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         "build_seconds": round(time.perf_counter() - t0, 3),
         "config": cfg.model_dump(mode="json", by_alias=True),
     }
-    return Stream(cfg, users_ext, store.items, offsets, seq_items, tasks, manifest)
+    return Stream(cfg, users_ext, items, offsets, seq_items, tasks, manifest)
 
 
 # --------------------------------------------------------------------------- saving and loading
