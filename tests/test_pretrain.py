@@ -12,7 +12,7 @@ from synthetic import synthetic_config
 from lifelongrec.artifacts import load_backbone
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
-from lifelongrec.errors import LifelongrecError
+from lifelongrec.errors import ConfigError, LifelongrecError
 from lifelongrec.pretrain import pretrain
 
 # Pinned test metrics for the synthetic ring with seed 0 (torch 2.13 CPU, 1 thread). A change that
@@ -63,6 +63,21 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     hb = (tmp_path / "split" / "train" / "metrics.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if "seconds" not in k and k != "tokens_per_s"}  # noqa: E731
     assert [strip(x) for x in ha] == [strip(x) for x in hb]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    """A checkpoint continues only the run it belongs to: another lr or model is an error, more epochs
+    or another thread count is fine."""
+    cfg_path = synthetic_config(tmp_path, epochs=2)
+    stream, _ = open_stream(load_config(cfg_path))
+    pretrain(load_config(cfg_path, ["train.epochs=1"]), stream, tmp_path / "run", log=lambda *_: None)
+    for change, named in [("train.lr=0.02", "train.lr: 0.01 -> 0.02"), ("model.dropout=0.3", "model.dropout")]:
+        cfg = load_config(cfg_path, [change])
+        with pytest.raises(ConfigError, match="other settings") as err:
+            pretrain(cfg, stream, tmp_path / "run", log=lambda *_: None)
+        assert named in str(err.value)
+    meta = pretrain(load_config(cfg_path, ["train.threads=1"]), stream, tmp_path / "run", log=lambda *_: None)
+    assert meta["epochs_run"] == 2
 
 
 def test_corrupt_artifact_is_refused(tmp_path):

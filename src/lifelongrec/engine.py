@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import TrainConfig
+from .errors import ConfigError
 from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
 
 _THREADS_SET = False
@@ -141,8 +142,39 @@ def _better(a: float, b: float | None) -> bool:
     return b is None or (not math.isnan(a) and a > b)
 
 
-def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult:
-    """Train `obj` with early stopping on validation; resume from `run_dir/checkpoint` if present."""
+# Training knobs that may differ between a run and its resume: when to stop and how fast to go.
+RESUMABLE_CHANGES = {"epochs", "patience", "threads", "eval_batch_size"}
+
+
+def resume_key(train: TrainConfig, **rest: Any) -> dict:
+    """What a checkpoint must have been trained with for a resume to continue the same run."""
+    return {**rest, "train": train.model_dump(mode="json", exclude=RESUMABLE_CHANGES)}
+
+
+def _check_resume(ckpt: Path, saved: dict | None, key: dict | None) -> None:
+    if saved is None or key is None or saved == key:  # a checkpoint from before keys were stored: trust it
+        return
+    diff = []
+    for part in sorted(set(saved) | set(key)):
+        a, b = saved.get(part), key.get(part)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [
+                f"{part}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            diff.append(f"{part}: {a!r} -> {b!r}")
+    raise ConfigError(
+        f"{ckpt}: this checkpoint was trained with other settings ({'; '.join(diff)}). Resume with the "
+        f"settings it was started with (only {', '.join(sorted(RESUMABLE_CHANGES))} may change), or write "
+        "to another --out"
+    )
+
+
+def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | None = None) -> FitResult:
+    """Train `obj` with early stopping on validation; resume from `run_dir/checkpoint` if present.
+
+    `key` (see resume_key) is stored in the checkpoint; a resume with a different key is refused
+    instead of silently mixing two runs."""
     from .data.stream import TEST, VALID
 
     set_threads(cfg.threads)
@@ -160,10 +192,13 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print) -> FitResult
     }
     resumed_s = 0.0
     if (ckpt / "state.json").is_file():
+        _check_resume(ckpt, json.loads((ckpt / "state.json").read_text()).get("resume_key"), key)
         state = load_checkpoint(ckpt, module, opt)
         log(f"resumed from {ckpt} after epoch {state['epoch']}")
         resumed_s = sum(h["train_seconds"] + h["eval_seconds"] for h in state["history"])
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
+    if key is not None:
+        state["resume_key"] = key
     quiet = not sys.stderr.isatty()
     n_batches = obj.n_batches(cfg.batch_size)
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:

@@ -16,7 +16,7 @@ from torch import nn
 from .backbones import build_backbone
 from .config import StreamConfig
 from .data.stream import Stream
-from .engine import fit
+from .engine import fit, resume_key
 from .heads import ItemHead, next_item_head
 from .objectives import NextItemObjective, TaskNet
 
@@ -45,7 +45,14 @@ def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = No
         f"{len(obj.train_w):,} training sequences, loss {cfg.train.loss}"
     )
     t0 = time.perf_counter()
-    res = fit(obj, cfg.train, out / "train", log=log)
+    key = resume_key(
+        cfg.train,
+        task=task,
+        model=cfg.model.model_dump(mode="json"),
+        vocab_hash=stream.manifest["vocab_hash"],
+        sequence=cfg.sequence.model_dump(mode="json", by_alias=True),
+    )
+    res = fit(obj, cfg.train, out / "train", log=log, key=key)
     meta = {
         "task": task,
         "stream": cfg.name,

@@ -34,7 +34,7 @@ from .config import StreamConfig
 from .continual import summary as continual_summary
 from .data.prepare import open_stream
 from .data.stream import TEST
-from .engine import FitResult, fit, set_threads
+from .engine import FitResult, fit, resume_key, set_threads
 from .errors import ConfigError, LifelongrecError
 from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .methods import TaskInfo, build_method
@@ -169,6 +169,13 @@ def run_stream(
         obj = objective_for(stream, name, net, cfg_i)
         n_trainable = sum(p.numel() for p in net.params)
         log(f"[{method_name}] task {i + 1}/{len(order)} {name} ({info.kind}): {n_trainable:,} trainable parameters")
+        key = resume_key(
+            cfg_i.train,
+            method=method_name,
+            task=name,
+            model=cfg.model.model_dump(mode="json"),
+            method_config=cfg.method.model_dump(mode="json"),
+        )
         t0 = time.perf_counter()
         if i == 0 and init_from is not None:  # the same pretrained T1 model for every method
             pre = _load_pretrained(net, init_from, cfg, stream, name)
@@ -176,7 +183,7 @@ def run_stream(
             t0 -= pre["train_seconds"]
             log(f"[{method_name}] {name} loaded from {init_from} (trained in {pre['train_seconds']:.0f} s)")
         else:
-            res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log)
+            res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log, key=key)
             t0 -= res.resumed_seconds  # epochs an interrupted earlier process already spent on this task
 
         def evaluate(n, name=name, cfg_i=cfg_i):
@@ -190,7 +197,11 @@ def run_stream(
         while (net := method.next_phase(info, evaluate)) is not None:
             log(f"[{method_name}] {name}: phase {phase + 1}")
             t0 -= fit(
-                objective_for(stream, name, net, cfg_i), cfg_i.train, out / "tasks" / name / f"phase{phase}", log=log
+                objective_for(stream, name, net, cfg_i),
+                cfg_i.train,
+                out / "tasks" / name / f"phase{phase}",
+                log=log,
+                key={**key, "phase": phase},
             ).resumed_seconds
             phase += 1
         train_s = time.perf_counter() - t0
