@@ -59,6 +59,16 @@ def test_rank_metrics_by_hand():
     assert m["HR@5"] == pytest.approx(2 / 3)
 
 
+def test_confidence_interval_by_hand():
+    # HR@5 per example: 1, 1, 0 -> mean 2/3, sample std sqrt(1/3), half-width 1.96 * sqrt(1/3) / sqrt(3).
+    m = rank_metrics(np.array([1, 2, 6]), ks=(5,), ci=True)
+    assert m["ci95"]["HR@5"] == pytest.approx(1.96 * math.sqrt(1 / 3) / math.sqrt(3))
+    rr = np.array([1.0, 0.5, 0.0])  # reciprocal ranks within the cutoff
+    assert m["ci95"]["MRR@5"] == pytest.approx(1.96 * rr.std(ddof=1) / math.sqrt(3))
+    assert "ci95" not in rank_metrics(np.array([1, 2, 6]), ks=(5,))  # only on request
+    assert math.isnan(rank_metrics(np.array([3]), ks=(5,), ci=True)["ci95"]["HR@5"])  # one example: unknown
+
+
 def test_k_larger_than_catalogue():
     users, items = _setup()  # 5 real items
     r = ranks_full(users, items, torch.tensor([1, 3, 5]))

@@ -159,6 +159,9 @@ def pretrain_cmd(
         f"test ({t['protocol']} ranking, {t['examples']:,} users): "
         + "  ".join(f"{k} {v:.4f}" for k, v in t.items() if "@" in k and k.split("@")[0] in ("MRR", "NDCG", "HR"))
     )
+    if "ci95" in t:
+        m, nan = cfg.train.monitor, float("nan")
+        typer.echo(f"95% confidence interval over test users: {m} {t.get(m, nan):.4f} +/- {t['ci95'].get(m, nan):.4f}")
     typer.echo(f"backbone written to {out}")
 
 

@@ -77,17 +77,33 @@ def ranks_sampled(
     return ranks_from_scores(scores, torch.zeros_like(targets))
 
 
-def rank_metrics(ranks: np.ndarray | torch.Tensor, ks=DEFAULT_KS) -> dict[str, float]:
-    """MRR@k, NDCG@k, HR@k (mean over examples) from 1-based ranks. k may exceed the catalogue."""
+def _per_example(r: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each example's reciprocal rank, NDCG and hit at cutoff k (0 beyond k)."""
+    hit = r <= k
+    return {
+        f"MRR@{k}": np.where(hit, 1.0 / r, 0.0),
+        f"NDCG@{k}": np.where(hit, 1.0 / np.log2(r + 1.0), 0.0),
+        f"HR@{k}": hit.astype(np.float64),
+    }
+
+
+def rank_metrics(ranks: np.ndarray | torch.Tensor, ks=DEFAULT_KS, ci: bool = False) -> dict:
+    """MRR@k, NDCG@k, HR@k (mean over examples) from 1-based ranks. k may exceed the catalogue.
+
+    With ci=True, also "ci95": the half-width of each mean's 95% confidence interval over examples
+    (normal approximation, 1.96 standard errors): how far a number could move on another test sample
+    of the same size, the yardstick for "is this difference real"."""
     r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks, dtype=np.float64)
-    out: dict[str, float] = {}
+    out: dict = {}
     if len(r) == 0:
         return out
+    half: dict[str, float] = {}
     for k in ks:
-        hit = r <= k
-        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / r, 0.0).mean())
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean())
-        out[f"HR@{k}"] = float(hit.mean())
+        for name, v in _per_example(r, k).items():
+            out[name] = float(v.mean())
+            half[name] = float(1.96 * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    if ci:
+        out["ci95"] = half
     return out
 
 

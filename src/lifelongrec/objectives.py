@@ -161,7 +161,7 @@ class TaskObjective(Objective):
             else:
                 ranks.append(ranks_sampled(u, head.items, t, tc.sampled_eval_negatives, gen, bias=head.bias))
         r = torch.cat(ranks) if ranks else torch.zeros(0)
-        out: dict = rank_metrics(r, tc.ks)
+        out: dict = rank_metrics(r, tc.ks, ci=split == TEST)
         if tc.sampled_eval_negatives is None:
             out["protocol"] = "full" + ("-exclude-seen" if tc.exclude_seen else "")
         else:
