@@ -62,6 +62,15 @@ def test_ml1m_six_task_stream(ml1m):
     assert (t["T2"]["train"], t["T2"]["valid"], t["T2"]["test"]) == (277_111, 17_319, 51_958)
 
 
+def test_ml1m_five_core_is_the_sasrec_bert4rec_data(ml1m):
+    """Items with >= 5 ratings: the 6,040 users, 3,416 items and 999,611 ratings of SASRec's and
+    BERT4Rec's preprocessed ML-1M (the data of the published results we compare with)."""
+    stream = build_stream(load_config("ml1m_loo", ["sequence.min_item_count=5"]), ml1m)
+    m = stream.manifest
+    assert (m["users"], m["items"], m["input_events"], m["items_dropped_rare"]) == (6_040, 3_416, 999_611, 290)
+    assert np.bincount(stream.seq_items, minlength=stream.n_items + 1)[1:].min() >= 5
+
+
 def test_ml100k_counts():
     _fetch_or_skip("ml-100k")
     s = open_store(load_config("ml100k").source, cache_root())

@@ -41,6 +41,7 @@ def stream_stats(stream: Stream) -> dict:
         "users": len(stream.users),
         "users_dropped_short": stream.manifest.get("users_dropped_short"),
         "items": stream.n_items,
+        "items_dropped_rare": int(stream.manifest.get("items_dropped_rare", 0)),
         "input_events": int(len(stream.seq_items)),
         "max_length": L,
         "input_length": quantiles(stream.lengths()),
@@ -68,7 +69,9 @@ def stream_stats(stream: Stream) -> dict:
 def format_stream_stats(s: dict) -> str:
     lines = [
         f"stream {s['name']}: {s['users']:,} users ({s['users_dropped_short']:,} dropped with too short input), "
-        f"{s['items']:,} items, {s['input_events']:,} input events, max length {s['max_length']}",
+        f"{s['items']:,} items"
+        + (f" ({s['items_dropped_rare']:,} rare ones dropped)" if s.get("items_dropped_rare") else "")
+        + f", {s['input_events']:,} input events, max length {s['max_length']}",
         f"input length per user: {_fmt_q(s['input_length'])}",
         "",
     ]
