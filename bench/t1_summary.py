@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 
 
+def cell(test: dict, name: str) -> str:
+    """A test metric, with its 95% interval half-width when the run recorded one (runs since session 5)."""
+    ci = test.get("ci95", {}).get(name)
+    return f"{test[name]:.4f}" + (f" ± {ci:.4f}" if ci is not None else "")
+
+
 def main() -> None:
     print(
         "| run | backbone | d | protocol | test users | MRR@5 | NDCG@10 | HR@10 | best epoch / run | "
@@ -25,7 +31,7 @@ def main() -> None:
         t = meta["test"]
         print(
             f"| {run} | {meta['model']['name']} | {meta['model']['d']} | {t['protocol']} | {t['examples']:,} | "
-            f"{t['MRR@5']:.4f} | {t['NDCG@10']:.4f} | {t['HR@10']:.4f} | {meta['best_epoch']} / "
+            f"{cell(t, 'MRR@5')} | {cell(t, 'NDCG@10')} | {cell(t, 'HR@10')} | {meta['best_epoch']} / "
             f"{meta['epochs_run']} | {secs[len(secs) // 2]:.1f} | {tps[len(tps) // 2]:,.0f} |"
         )
 

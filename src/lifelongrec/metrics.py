@@ -101,7 +101,8 @@ def rank_metrics(ranks: np.ndarray | torch.Tensor, ks=DEFAULT_KS, ci: bool = Fal
     for k in ks:
         for name, v in _per_example(r, k).items():
             out[name] = float(v.mean())
-            half[name] = float(1.96 * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+            if ci:
+                half[name] = float(1.96 * v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
     if ci:
         out["ci95"] = half
     return out

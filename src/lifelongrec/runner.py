@@ -175,6 +175,8 @@ def run_stream(
             task=name,
             model=cfg.model.model_dump(mode="json"),
             method_config=cfg.method.model_dump(mode="json"),
+            vocab_hash=stream.manifest["vocab_hash"],
+            sequence=cfg.sequence.model_dump(mode="json", by_alias=True),
         )
         t0 = time.perf_counter()
         if i == 0 and init_from is not None:  # the same pretrained T1 model for every method
