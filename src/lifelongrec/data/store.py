@@ -127,8 +127,11 @@ class InteractionStore:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def vocab_hash(self) -> str:
-        return sha256_bytes("\n".join(self.items[1:].tolist()).encode("utf-8"))
+
+def vocab_hash(items: np.ndarray) -> str:
+    """The identity of an item vocabulary (external ids, index 0 = padding): artifacts and prepared streams
+    are matched by it, so every place that names a vocabulary must hash it here."""
+    return sha256_bytes("\n".join(items[1:].tolist()).encode("utf-8"))
 
 
 def _value_exprs(scan: Scan) -> list[str]:

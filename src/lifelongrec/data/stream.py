@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from ..config import Filter, LabelConfig, SequenceConfig, SplitConfig, StreamConfig, TaskConfig
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory, sha256_bytes, sha256_file, write_json_atomic
-from .store import InteractionStore
+from .store import InteractionStore, vocab_hash
 
 FORMAT_VERSION = 1
 TRAIN, VALID, TEST = 0, 1, 2
@@ -274,7 +274,7 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
         "source": store.meta,
-        "vocab_hash": sha256_bytes("\n".join(items[1:].tolist()).encode("utf-8")),
+        "vocab_hash": vocab_hash(items),
         "users": int(len(kept)),
         "users_dropped_short": dropped_users,
         "items": len(items) - 1,
