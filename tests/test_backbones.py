@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelongrec.backbones import build_backbone
+from lifelongrec.backbones import View, build_backbone
 from lifelongrec.config import BackboneConfig
 from lifelongrec.data.batches import trim_left, windows
 from lifelongrec.heads import ClassHead, ItemHead
@@ -50,7 +50,7 @@ def test_causal(backbone):
 def test_prompt_is_added_to_inputs(backbone):
     x = torch.tensor([[3, 4, 5]])
     p = torch.randn(1, 3, backbone.d)
-    assert not torch.allclose(backbone.encode(x, prompt=p), backbone.encode(x))
+    assert not torch.allclose(backbone.encode(x, View(prompt=p)), backbone.encode(x))
 
 
 def test_windows_left_pad_and_trim():
@@ -123,7 +123,7 @@ def test_matmul_causal_conv_equals_conv1d(dilation):
     conv = CausalConv1d(8, 3, dilation)
     x = torch.randn(2, 11, 8)
     ref = F.conv1d(F.pad(x.transpose(1, 2), (2 * dilation, 0)), conv.weight, conv.bias, dilation=dilation)
-    torch.testing.assert_close(conv(x), ref.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv(x, View()), ref.transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("block", ["pre_ln", "original"])

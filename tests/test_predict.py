@@ -15,7 +15,7 @@ from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
 
 
-@pytest.fixture(scope="module", params=["peterrec", "stl"])
+@pytest.fixture(scope="module", params=["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl"])
 def run_dir(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     with pytest.MonkeyPatch.context() as mp:
@@ -54,7 +54,7 @@ def test_predictor_reproduces_the_runs_test_metric(run_dir, monkeypatch):
         target = scores[stream.items[t]]
         ranks.append(sum(1 for k, v in scores.items() if v >= target and k != stream.items[t]) + 1)
     mrr5 = sum(1 / r for r in ranks if r <= 5) / len(ranks)
-    recorded = json.loads((run_dir / "tasks" / "T2" / "artifact.json").read_text())["metrics"]["MRR@5"]
+    recorded = json.loads((run_dir / "adapters" / "T2" / "adapter_config.json").read_text())["metrics"]["MRR@5"]
     assert mrr5 == pytest.approx(recorded, abs=1e-6)
 
 

@@ -11,7 +11,7 @@ from conftest import stream_yaml
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream, prepare
 from lifelongrec.data.stream import TEST, TRAIN, VALID, load_stream
-from lifelongrec.errors import ConfigError
+from lifelongrec.errors import ConfigError, DataError
 
 
 def _seqs(stream) -> dict[str, list[str]]:
@@ -203,3 +203,108 @@ def test_rare_item_filter_repeats_until_stable(tmp_path, ratings_csv, users_csv)
     cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.min_item_count=5"])
     with pytest.raises(Exception, match="(?i)no user|empty|min_length"):
         prepare(cfg, tmp_path / "out")
+
+
+def _binary(tmp_path, ratings_csv, users_csv, label: str, overrides: list[str] | None = None):
+    extra = f"  - {{name: T5, kind: binary, label: {label}}}"
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv, extra), overrides)
+    return prepare(cfg, tmp_path / "out")
+
+
+def test_binary_task_with_a_positive_value(tmp_path, ratings_csv, users_csv):
+    from lifelongrec.data.stats import format_stream_stats, stream_stats
+
+    stream, out = _binary(tmp_path, ratings_csv, users_csv, "{field: gender, positive: F}")
+    t5 = stream.task("T5")
+    assert t5.kind == "binary" and t5.classes == ["M", "F"]  # [negative, positive]: target 1 = F
+    assert {stream.users[u]: int(c) for u, c in zip(t5.user, t5.target)} == {
+        "u1": 0,
+        "u2": 1,
+        "u3": 0,
+        "u4": 1,
+        "u5": 0,
+    }
+    # Same users and ends as the classify task on the same field; the split is the task's own.
+    t3 = stream.task("T3")
+    assert np.array_equal(t5.user, t3.user) and np.array_equal(t5.end, t3.end)
+    assert stream.manifest["tasks"]["T5"]["kind"] == "binary"
+    assert stream.manifest["tasks"]["T5"]["classes"] == ["M", "F"]
+    back = load_stream(out).task("T5")
+    assert back.kind == "binary" and back.classes == ["M", "F"]
+    assert np.array_equal(back.target, t5.target) and np.array_equal(back.split, t5.split)
+    s = stream_stats(stream)["tasks"]["T5"]
+    assert s["classes"] == {"M": 3, "F": 2} and s["positive"] == "F" and s["positive_rate"] == 0.4
+    assert "positive 'F' 40.0%" in format_stream_stats(stream_stats(stream))
+
+
+def test_binary_task_defaults_to_the_second_value_in_class_order(tmp_path, ratings_csv, users_csv):
+    stream, _ = _binary(tmp_path, ratings_csv, users_csv, "gender")
+    t5 = stream.task("T5")
+    assert t5.classes == ["F", "M"]  # sorted as classify sorts: M is the positive class
+    assert {stream.users[u]: int(c) for u, c in zip(t5.user, t5.target)}["u1"] == 1
+
+
+def test_binary_task_with_declared_classes_and_bins(tmp_path, ratings_csv, users_csv):
+    stream, _ = _binary(tmp_path, ratings_csv, users_csv, "{field: gender, classes: [M, F]}")
+    assert stream.task("T5").classes == ["M", "F"]
+    # Ages 25, 18, 35, 25, 56 in two bins; the positive class is named like the bin.
+    stream, _ = _binary(tmp_path, ratings_csv, users_csv, "{field: age, bins: [30], positive: '<30'}")
+    t5 = stream.task("T5")
+    assert t5.classes == [">=30", "<30"]
+    assert {stream.users[u]: int(c) for u, c in zip(t5.user, t5.target)} == {
+        "u1": 1,
+        "u2": 1,
+        "u3": 0,
+        "u4": 1,
+        "u5": 0,
+    }
+
+
+def test_binary_task_skips_unknown_labels(tmp_path, ratings_csv):
+    from conftest import write
+
+    users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,0,0\nu2,F,18\nu3,M,35\nu4,F,25\nu5,M,56\n")
+    stream, _ = _binary(tmp_path, ratings_csv, users, "{field: gender, positive: F}", ["source.unknown_labels=[0]"])
+    assert "u1" not in {stream.users[u] for u in stream.task("T5").user}
+    assert stream.task("T5").classes == ["M", "F"]
+    assert stream.manifest["tasks"]["T5"]["users_without_label"] == 1
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        # Three age bins are all present: the error names the task, the field and every value found.
+        ("{field: age, bins: [20, 30]}", r"field 'age'.*task T5.*found 3: '<20' \(1 user\), '\[20,30\)' \(2"),
+        ("age", r"task T5.*found 4: '18'.*'25'.*'35'.*'56'"),
+        ("{field: gender, positive: X}", r"field 'gender'.*task T5: label.positive 'X' is not a value.*'F'.*'M'"),
+    ],
+)
+def test_binary_task_needs_exactly_two_values(tmp_path, ratings_csv, users_csv, label, message):
+    with pytest.raises(DataError, match=message):
+        _binary(tmp_path, ratings_csv, users_csv, label)
+
+
+def test_binary_task_with_one_value_is_an_error(tmp_path, ratings_csv):
+    from conftest import write
+
+    users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,F,1\nu2,F,18\nu3,F,35\nu4,F,25\nu5,F,56\n")
+    with pytest.raises(DataError, match="found 1: 'F'"):
+        _binary(tmp_path, ratings_csv, users, "gender")
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("{field: gender, classes: [M, F, X]}", "exactly two label.classes"),
+        ("{field: gender, classes: [M, F], positive: X}", "not one of label.classes"),
+    ],
+)
+def test_binary_config_errors(tmp_path, ratings_csv, users_csv, label, message):
+    with pytest.raises(ConfigError, match=message):
+        _binary(tmp_path, ratings_csv, users_csv, label)
+
+
+def test_positive_is_only_for_binary_tasks(tmp_path, ratings_csv, users_csv):
+    path = stream_yaml(tmp_path, ratings_csv, users_csv)
+    with pytest.raises(ConfigError, match="label.positive is for binary tasks"):
+        load_config(path, ["tasks.2.label={field: gender, positive: F}"])

@@ -30,9 +30,17 @@ def test_method_runs_the_stream(tmp_path, method, backbone):
         for i in range(3):  # zero forgetting, exactly
             for j in range(i):
                 assert R[i][j] == R[j][j], (method, i, j)
-    for t in ("T1", "T2", "T3"):
-        meta = json.loads((tmp_path / "run" / "tasks" / t / "artifact.json").read_text())
-        assert meta["method"] == method and len(meta["backbone_fingerprint"]) == 64
+    run = tmp_path / "run"
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for i, t in enumerate(("T1", "T2", "T3")):
+        meta = json.loads((run / "adapters" / t / "adapter_config.json").read_text())
+        assert meta["method"] == method and len(meta["base_fingerprint"]) == 64
+        # what is stored is what is reported: the adapter file holds the reported tensor bytes plus
+        # safetensors' JSON header, nothing else
+        size = (run / "adapters" / t / "adapter.safetensors").stat().st_size
+        header = int.from_bytes((run / "adapters" / t / "adapter.safetensors").read_bytes()[:8], "little")
+        assert size == 8 + header + s["adapter_bytes"][t] == meta["bytes"]
+        assert rows[i]["added_bytes"] == s["adapter_bytes"][t] + (s["base_bytes"] if i == 0 else 0)
     assert s["added_bytes"][1] > 0 and s["train_seconds"][0] > 0
 
 
@@ -52,7 +60,7 @@ def test_report_table_and_heatmaps(tmp_path):
     lines = {x.split("|")[1].strip(): [c.strip() for c in x.split("|")[1:-1]] for x in rows}
     assert set(lines) == {"finesmax", "seqft", "sinmo"}
     assert lines["finesmax"][7] == "1" and lines["sinmo"][7] == "3"  # backbones stored
-    assert lines["finesmax"][6] != "-" and lines["sinmo"][6] == "-"  # FWT vs SinMo
+    assert lines["finesmax"][6] != "-" and lines["sinmo"][6] == "-"  # FWT vs the reference (SinMo)
     assert (tmp_path / "rep" / "finesmax_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "rep" / "report.md").read_text().count("![") == 6
 
@@ -90,19 +98,21 @@ def test_frozen_encoder_cache_gives_the_same_loss(tmp_path, task):
     from lifelongrec.data.prepare import open_stream
     from lifelongrec.methods import TaskInfo, build_method
     from lifelongrec.objectives import objective_for
+    from lifelongrec.tasknet import CachedEncoder, TaskNet
 
     cfg = load_config(synthetic_config(tmp_path), FAST)
     stream, _ = open_stream(cfg)
     m = build_method("finesmax", cfg, stream)
     m.before_task(TaskInfo("T1", "next_item", 0))
     m.after_task(TaskInfo("T1", "next_item", 0))
+    m.backbone.eval()
     net = m.before_task(TaskInfo(task, stream.task(task).kind, 1))
-    assert net.frozen_encoder
+    assert isinstance(net.encoder, CachedEncoder)
     cached = objective_for(stream, task, net, cfg)
-    plain_net = type(net)(net.encode, net.head, net.module, net.params)
+    cached.on_fit_start()
+    plain_net = TaskNet(net.encoder.inner, net.head, net.module, net.params)
     plain = objective_for(stream, task, plain_net, cfg)
-    rng = np.random.default_rng(0)
-    b1 = next(iter(cached.train_batches(rng, 16)))
+    b1 = next(iter(cached.train_batches(np.random.default_rng(0), 16)))
     b2 = next(iter(plain.train_batches(np.random.default_rng(0), 16)))
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     torch.testing.assert_close(cached.loss(b1, g1)[0], plain.loss(b2, g2)[0], rtol=1e-5, atol=1e-6)
@@ -132,7 +142,7 @@ def test_item_task_grouped_loss_is_the_mean_over_examples(tmp_path):
     tr = td.split == TRAIN
     w = torch.from_numpy(windows(stream.offsets, stream.seq_items, td.user[tr], td.end[tr], cfg.sequence.max_length))
     with torch.no_grad():
-        u = net.encode(w)[:, -1]
+        u = net.encoder.user_vectors({"items": w})
     logits = u @ net.head.weight[1:].T + net.head.bias[1:]
     want = F.cross_entropy(logits, torch.from_numpy(td.target[tr]).long() - 1)
     torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-5)

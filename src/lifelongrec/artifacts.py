@@ -23,14 +23,22 @@ from .fsutil import sha256_bytes, write_bytes_atomic, write_json_atomic
 FORMAT_VERSION = 1
 
 
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """A tensor's raw bytes, from any device and of any dtype (bfloat16 has no numpy type)."""
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """sha256 over a state dict's names and raw tensor bytes, in name order."""
+    """sha256 over a state dict's names, dtypes, shapes and raw tensor bytes, in name order."""
     import hashlib
 
     h = hashlib.sha256()
     for k, v in sorted(state.items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().numpy().tobytes())
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(tensor_bytes(v))
     return h.hexdigest()
 
 

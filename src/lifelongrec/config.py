@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -101,13 +101,17 @@ class LabelConfig(Strict):
     bins: list[float] | None = None
     # Optional closed list of classes; any other value is an error naming the row.
     classes: list[Any] | None = None
+    # binary tasks: the value that is the positive class (target 1); None = the second of the two
+    # values in class order (as listed in `classes`, else sorted as classify sorts).
+    positive: Any = None
 
 
 class TaskConfig(Strict):
-    name: str
-    kind: Literal["next_item", "item_rec", "classify"]
+    # A task's name names its folders (adapters/<name>/), so it is a plain word: letters, digits, _ and -.
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+    kind: Literal["next_item", "item_rec", "classify", "binary"]
     filter: Filter | None = None  # item_rec: which events are the targets
-    label: LabelConfig | None = None  # classify: which profile field is the class
+    label: LabelConfig | None = None  # classify / binary: which profile field is the class
     split: SplitConfig | None = None  # overrides the stream-wide split
 
     @field_validator("label", mode="before")
@@ -119,8 +123,19 @@ class TaskConfig(Strict):
     def _kind_fields(self) -> TaskConfig:
         if self.kind == "item_rec" and self.filter is None:
             raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
-        if self.kind == "classify" and self.label is None:
-            raise ValueError(f"task {self.name}: classify needs a label field")
+        if self.kind in ("classify", "binary") and self.label is None:
+            raise ValueError(f"task {self.name}: {self.kind} needs a label field")
+        if self.label is not None and self.kind == "binary":
+            lab = self.label
+            declared = [str(c) for c in lab.classes] if lab.classes is not None and lab.bins is None else None
+            if declared is not None and len(declared) != 2:
+                raise ValueError(f"task {self.name}: a binary task needs exactly two label.classes, got {lab.classes}")
+            if declared is not None and lab.positive is not None and str(lab.positive) not in declared:
+                raise ValueError(
+                    f"task {self.name}: label.positive {lab.positive!r} is not one of label.classes {lab.classes}"
+                )
+        elif self.label is not None and self.label.positive is not None:
+            raise ValueError(f"task {self.name}: label.positive is for binary tasks, not {self.kind}")
         return self
 
 
@@ -188,28 +203,28 @@ class TrainConfig(Strict):
     # Remove the items a user has already interacted with from the candidates (full ranking only).
     exclude_seen: bool = False
     threads: int | None = None  # torch threads; default: all cores
+    # Where to compute: auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps.
+    device: str = "auto"
 
 
-class MethodConfig(Strict):
-    """Knobs of the continual methods; each method reads its own."""
+class MethodSettings(Strict):
+    """A continual method's name and settings. Each method declares its own subclass next to its code
+    (methods/<name>.py); the `method` section of a stream config is validated against the class of the
+    method it names (a union discriminated by `name`, resolved through the method registry)."""
 
-    mtl_t1_weight: float = Field(0.1, ge=0)  # MTL: weight of the T1 loss (Conure found 0.1 best)
-    peterrec_mode: Literal["serial", "parallel"] = "serial"
-    peterrec_bottleneck: int = Field(16, ge=1)  # patch width (PeterRec: a small fraction of d)
-    # Conure: fraction of each task's weights pruned (freed for later tasks), per task in learning
-    # order; the last value repeats. The paper used 70/80/70% on ML.
-    conure_prune: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.7])
-    # Conure's Table 5: also prune and retrain the item embedding matrix, with its own ratios
-    # (the paper: 30/80/80%). Off by default: embeddings are trained by T1 and then frozen.
-    conure_prune_embedding: bool = False
-    conure_embedding_prune: list[float] = Field(default_factory=lambda: [0.3, 0.8, 0.8])
+    name: str
 
-    @field_validator("conure_prune", "conure_embedding_prune")
-    @classmethod
-    def _ratios(cls, v: list[float]) -> list[float]:
-        if not v or any(not 0 <= r < 1 for r in v):
-            raise ValueError(f"conure_prune needs ratios in [0, 1), got {v}")
-        return v
+
+def _method_settings(value: Any) -> MethodSettings | None:
+    if value is None or isinstance(value, MethodSettings):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"method: expected a mapping with a `name` (got {value!r})")
+    if "name" not in value:
+        raise ValueError("method: `name` is missing (which method these settings are for)")
+    from .methods.registry import settings_class  # lazy: the registry imports the method modules
+
+    return settings_class(str(value["name"])).model_validate(value)
 
 
 class StreamConfig(Strict):
@@ -222,7 +237,13 @@ class StreamConfig(Strict):
     train: TrainConfig = TrainConfig()
     # Overrides of `train` for every task after the first (Conure: lr 1e-4, batch 512 after T1).
     finetune: dict[str, Any] = Field(default_factory=dict)
-    method: MethodConfig = MethodConfig()
+    # The continual method and its settings ({name: conure, prune: [...]}); `--method` fills the name.
+    method: SerializeAsAny[MethodSettings] | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> Any:
+        return _method_settings(v)
 
     @model_validator(mode="after")
     def _tasks(self) -> StreamConfig:
@@ -242,6 +263,24 @@ class StreamConfig(Strict):
                 f"sequence.max_length ({self.sequence.max_length})"
             )
         return self
+
+    def for_method(self, name: str) -> StreamConfig:
+        """This config with its `method` section naming `name` (its settings kept when it already names
+        it; defaults when it names none or another method without settings of its own)."""
+        m = self.method
+        if m is not None and m.name == name:
+            return self
+        if m is not None and m != type(m)(name=m.name):
+            changed = sorted(
+                k for k in type(m).model_fields if k != "name" and getattr(m, k) != getattr(type(m)(name=m.name), k)
+            )
+            raise ConfigError(
+                f"method {name}: the config's method section holds settings of {m.name} ({', '.join(changed)}); "
+                "drop them or ask for that method"
+            )
+        from .methods.registry import settings_class
+
+        return self.model_copy(update={"method": settings_class(name)(name=name)})
 
     def train_for(self, index: int) -> TrainConfig:
         """Training knobs of the task at position `index` of the learning order."""
@@ -330,9 +369,33 @@ def _format_validation(e: ValidationError, where: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(path_or_name: str | Path, overrides: list[str] | None = None) -> StreamConfig:
+def with_method(data: dict[str, Any], method: str | None) -> dict[str, Any]:
+    """Name the method of a config's data: `--method M` fills `method.name`; a section that holds
+    settings of another method is an error rather than silently dropped."""
+    if method is None:
+        return data
+    section = data.get("method")
+    if section is None:
+        data["method"] = {"name": method}
+    elif not isinstance(section, dict):
+        raise ConfigError(f"method: expected a mapping of settings, got {section!r}")
+    elif section.get("name") in (None, method):
+        section["name"] = method
+    elif set(section) - {"name"}:
+        raise ConfigError(
+            f"--method {method}: the config's method section holds settings of {section['name']} "
+            f"({', '.join(sorted(set(section) - {'name'}))}); drop --method or that section"
+        )
+    else:
+        data["method"] = {"name": method}
+    return data
+
+
+def load_config(
+    path_or_name: str | Path, overrides: list[str] | None = None, method: str | None = None
+) -> StreamConfig:
     data, where = _read_yaml(path_or_name)
-    data = apply_overrides(data, overrides or [])
+    data = with_method(apply_overrides(data, overrides or []), method)
     # Relative data paths are relative to the config file, so a config travels with its data.
     src = data.get("source")
     if where is not None and isinstance(src, dict):

@@ -11,6 +11,7 @@ seeds derived from (seed, epoch), not from state that a kill would lose.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -28,8 +29,11 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import TrainConfig
+from .device import generator, resolve_device
 from .errors import ConfigError
 from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
+
+logger = logging.getLogger("lifelongrec")
 
 _THREADS_SET = False
 
@@ -68,6 +72,12 @@ class Objective(ABC):
 
     @abstractmethod
     def evaluate(self, split: int) -> dict[str, float]: ...
+
+    def on_fit_start(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called once before training starts (after a resume has loaded the weights)."""
+
+    def before_step(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called before every step's forward pass."""
 
     def after_step(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called after every optimizer step."""
@@ -128,10 +138,10 @@ def save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, s
         write_json_atomic(d / "state.json", {**state, "optimizer": opt_meta})
 
 
-def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer) -> dict:
-    module.load_state_dict(load_file(path / "model.safetensors"))
+def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, device: torch.device) -> dict:
+    module.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
     state = json.loads((path / "state.json").read_text())
-    _load_optimizer(opt, load_file(path / "optimizer.safetensors"), state.pop("optimizer"))
+    _load_optimizer(opt, load_file(path / "optimizer.safetensors", device=str(device)), state.pop("optimizer"))
     return state
 
 
@@ -143,7 +153,7 @@ def _better(a: float, b: float | None) -> bool:
 
 
 # Training knobs that may differ between a run and its resume: when to stop and how fast to go.
-RESUMABLE_CHANGES = {"epochs", "patience", "threads", "eval_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "patience", "threads", "eval_batch_size", "device"}
 
 
 def resume_key(train: TrainConfig, **rest: Any) -> dict:
@@ -170,7 +180,7 @@ def _check_resume(ckpt: Path, saved: dict | None, key: dict | None) -> None:
     )
 
 
-def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | None = None) -> FitResult:
+def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: dict | None = None) -> FitResult:
     """Train `obj` with early stopping on validation; resume from `run_dir/checkpoint` if present.
 
     `key` (see resume_key) is stored in the checkpoint; a resume with a different key is refused
@@ -178,8 +188,9 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | 
     from .data.stream import TEST, VALID
 
     set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    module = obj.module()
+    module = obj.module().to(device)
     opt = make_adam(obj.trainable(), cfg)
     ckpt, best_path = run_dir / "checkpoint", run_dir / "best.safetensors"
     state: dict[str, Any] = {
@@ -193,7 +204,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | 
     resumed_s = 0.0
     if (ckpt / "state.json").is_file():
         _check_resume(ckpt, json.loads((ckpt / "state.json").read_text()).get("resume_key"), key)
-        state = load_checkpoint(ckpt, module, opt)
+        state = load_checkpoint(ckpt, module, opt, device)
         log(f"resumed from {ckpt} after epoch {state['epoch']}")
         resumed_s = sum(h["train_seconds"] + h["eval_seconds"] for h in state["history"])
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
@@ -201,11 +212,12 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | 
         state["resume_key"] = key
     quiet = not sys.stderr.isatty()
     n_batches = obj.n_batches(cfg.batch_size)
+    obj.on_fit_start()
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"] + 1
         seed = _epoch_seed(cfg.seed, epoch)
         torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(device, seed)
         rng = np.random.default_rng(seed)
         module.train()
         t0, tokens, total = time.perf_counter(), 0, 0.0
@@ -213,6 +225,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | 
             obj.train_batches(rng, cfg.batch_size), total=n_batches, desc=f"epoch {epoch}", disable=quiet, leave=False
         )
         for batch in bar:
+            obj.before_step()
             loss, n = obj.loss(batch, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,7 +267,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=print, key: dict | 
             f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
             f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
         )
-    module.load_state_dict(load_file(best_path))
+    module.load_state_dict(load_file(best_path, device=str(device)))
     module.eval()
     with torch.no_grad():
         test = obj.evaluate(TEST)

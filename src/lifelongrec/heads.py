@@ -8,6 +8,7 @@ own output matrix; `tie` makes it reuse the backbone's input embedding instead (
 
 from __future__ import annotations
 
+import copy
 from typing import Literal
 
 import torch
@@ -32,7 +33,18 @@ class ItemHead(nn.Module):
     @property
     def items(self) -> torch.Tensor:
         """[N + 1, d] item vectors; row 0 (padding) is never a candidate."""
+        override = self.__dict__.get("_items")
+        if override is not None:
+            return override
         return self._tied[0].weight if self.tied else self.weight
+
+    def reading(self, items: torch.Tensor) -> ItemHead:
+        """This head scoring against `items` instead of its own matrix (a tied head under a task's
+        view of the embedding, Conure with pruned embeddings): a shallow copy sharing every parameter,
+        so no shared module is changed."""
+        other = copy.copy(self)
+        other.__dict__["_items"] = items
+        return other
 
     def full_loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over all real items. h: [M, d], target: [M] in 1..N."""
@@ -81,3 +93,17 @@ class ClassHead(nn.Module):
 
     def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.linear(h), target)
+
+
+class BinaryHead(nn.Module):
+    """One logit per user for a yes/no task (class 1 = positive)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h).squeeze(-1)
+
+    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self(h), target.to(h.dtype))

@@ -112,3 +112,13 @@ def accuracy(ranks: np.ndarray | torch.Tensor) -> float:
     """Classification accuracy: the true class must score strictly above every other class."""
     r = np.asarray(ranks.cpu() if isinstance(ranks, torch.Tensor) else ranks)
     return float((r == 1).mean()) if len(r) else math.nan
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of binary scores (scikit-learn); NaN when the split holds only one class."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    if len(labels) == 0 or len(np.unique(labels)) < 2:
+        return math.nan
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))

@@ -1,46 +1,47 @@
 """What the engine trains: one Objective per task kind, over a `TaskNet` supplied by a method.
 
-A TaskNet is how a method presents its network for one task: an `encode` function (left-padded
-items -> hidden states [B, L, d]), the task's head, the module whose weights are checkpointed, and
-the parameters to train. The objective owns the data side: windows built once, batches by slicing,
-the loss, and exact evaluation on the task's own splits.
+Objectives are registered by task kind and each declares the metric a report shows for it:
 
-- next_item: loss at every position of every training sequence (no prefix augmentation);
-- item_rec: one example per target item, the user vector at the last position of the input;
-- classify: cross-entropy on the user vector; accuracy.
+- next_item: loss at every position of every training sequence (no prefix augmentation); MRR@k;
+- item_rec: one example per target item, the user vector at the last position of the input; MRR@k;
+- classify: cross-entropy on the user vector; accuracy;
+- binary: one logit, binary cross-entropy; ROC AUC (scikit-learn).
+
+The objective owns the data side: windows built once, batches (dicts of named tensors) by slicing,
+the loss, and exact evaluation on the task's own splits, all on the run's device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from .config import StreamConfig
+from .config import StreamConfig, TrainConfig
 from .data.batches import history_windows, sort_by_length, trim_left, windows
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
+from .device import resolve_device
 from .engine import Objective
-from .heads import ClassHead, ItemHead
-from .metrics import accuracy, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
+from .heads import BinaryHead, ClassHead, ItemHead
+from .metrics import accuracy, auc, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
+from .tasknet import Batch, TaskNet
+
+OBJECTIVES: dict[str, type[TaskObjective]] = {}
 
 
-@dataclass
-class TaskNet:
-    encode: Callable[[torch.Tensor], torch.Tensor]
-    head: nn.Module
-    module: nn.Module
-    params: list[nn.Parameter]
-    # Added to the task loss at every step (MTL's joint T1 term); receives the step's generator.
-    extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None
-    # True when nothing before the head trains (FineSmax): user vectors are then computed once per
-    # task and reused every epoch, which is exact because a frozen backbone runs in eval mode.
-    frozen_encoder: bool = False
-    # Called after every optimizer step (Conure restores the weights that earlier tasks own).
-    after_step: Callable[[], None] | None = None
-    extras: dict = field(default_factory=dict)
+def register(kind: str):
+    def deco(cls):
+        OBJECTIVES[kind] = cls
+        cls.kind = kind
+        return cls
+
+    return deco
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 64) -> list:
@@ -65,11 +66,28 @@ class EvalSet:
     ends: np.ndarray
 
 
+def _progress(it, total: int, desc: str):
+    """A progress bar for long evaluations; silent when stderr is not a terminal."""
+    return tqdm(it, total=total, desc=desc, leave=False, disable=total < 50 or not sys.stderr.isatty())
+
+
 class TaskObjective(Objective):
     """Shared machinery: windows, evaluation sets, batching of (window, target) examples."""
 
+    kind: ClassVar[str]
+
+    @classmethod
+    def report_metric(cls, train: TrainConfig) -> str:
+        """The metric a report shows for this kind of task."""
+        return train.monitor
+
+    @classmethod
+    def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
+        return ItemHead(d, n_items)
+
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig, width_extra: int = 0) -> None:
         self.stream, self.net, self.cfg = stream, net, cfg
+        self.device = resolve_device(cfg.train.device)
         self.td: TaskData = stream.task(task)
         self.L = cfg.sequence.max_length
         self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))  # sampled softmax
@@ -89,47 +107,63 @@ class TaskObjective(Objective):
         """Training windows and targets: one window per example."""
         return windows(self.stream.offsets, self.stream.seq_items, user, end, width), target.astype(np.int64)
 
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(self.device)
+
+    # ------------------------------------------------------------------ the engine's side
+
     def module(self) -> nn.Module:
         return self.net.module
 
     def trainable(self) -> list[nn.Parameter]:
         return self.net.params
 
+    def on_fit_start(self) -> None:
+        for cb in self.net.callbacks:
+            cb.on_fit_start(self)
+
+    def before_step(self) -> None:
+        for cb in self.net.callbacks:
+            cb.before_step()
+
     def after_step(self) -> None:
-        if self.net.after_step is not None:
-            self.net.after_step()
+        for cb in self.net.callbacks:
+            cb.after_step()
+
+    def _with_extra(self, loss: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        for cb in self.net.callbacks:
+            extra = cb.extra_loss(gen)
+            if extra is not None:
+                loss = loss + extra
+        return loss
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self.train_w) // batch_size)
 
-    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
+    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         lengths = (self.train_w > 0).sum(1)
         for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
-            w = None if self.net.frozen_encoder else torch.from_numpy(trim_left(self.train_w[idx]))
-            yield torch.from_numpy(idx), w, torch.from_numpy(self.train_t[idx])
+            yield {
+                "row": self._t(idx),
+                "items": self._t(trim_left(self.train_w[idx])),
+                "target": self._t(self.train_t[idx]),
+            }
 
-    _cache: torch.Tensor | None = None
+    # ------------------------------------------------------------------ user vectors
 
-    def _train_user_vectors(self, idx: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        """User vectors of training rows `idx`: from the cache when the encoder is frozen."""
-        if self.net.frozen_encoder:
-            if self._cache is None:
-                with torch.no_grad():
-                    bs = self.cfg.train.eval_batch_size
-                    order = sort_by_length(self.train_w)
-                    vecs = torch.cat(
-                        [self.user_vectors(self.train_w[order[s : s + bs]]) for s in range(0, len(order), bs)]
-                    )
-                    self._cache = torch.empty_like(vecs)
-                    self._cache[torch.from_numpy(order)] = vecs
-            return self._cache[idx]
-        return self.net.encode(w)[:, -1]
+    def user_vectors(self, w: np.ndarray, encoder=None) -> torch.Tensor:
+        return (encoder or self.net.encoder).user_vectors({"items": self._t(trim_left(w))})
 
-    def _with_extra(self, loss: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return loss if self.net.extra_loss is None else loss + self.net.extra_loss(gen)
-
-    def user_vectors(self, w: np.ndarray) -> torch.Tensor:
-        return self.net.encode(torch.from_numpy(trim_left(w)))[:, -1]
+    def train_user_vectors_all(self, encoder) -> torch.Tensor:
+        """Every training row's user vector, in row order (computed in length-sorted chunks)."""
+        bs = self.cfg.train.eval_batch_size
+        order = sort_by_length(self.train_w)
+        vecs = torch.cat(
+            [self.user_vectors(self.train_w[order[s : s + bs]], encoder) for s in range(0, len(order), bs)]
+        )
+        out = torch.empty_like(vecs)
+        out[self._t(order)] = vecs
+        return out
 
     def user_vectors_dedup(self, w: np.ndarray, users: np.ndarray, ends: np.ndarray) -> torch.Tensor:
         """User vectors for rows that may repeat the same (user, end): each input is encoded once."""
@@ -137,7 +171,7 @@ class TaskObjective(Objective):
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         if len(first) == len(key):
             return self.user_vectors(w)
-        return self.user_vectors(w[first])[torch.from_numpy(inverse.reshape(-1))]
+        return self.user_vectors(w[first])[self._t(inverse.reshape(-1))]
 
     def seen(self, users: np.ndarray, ends: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, item) pairs of every item in each example's input history."""
@@ -145,16 +179,17 @@ class TaskObjective(Objective):
         rows = np.repeat(np.arange(len(users)), lens)
         first = np.repeat(self.stream.offsets[users] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
         items = self.stream.seq_items[first + np.arange(lens.sum())]
-        return torch.from_numpy(rows), torch.from_numpy(items.astype(np.int64))
+        return self._t(rows), self._t(items.astype(np.int64))
 
     def _rank_items(self, split: int) -> dict:
         """Rank each target among the catalogue (exact by default) and summarise."""
         es, head, tc = self.eval_sets[split], self.net.head, self.cfg.train
-        gen = torch.Generator().manual_seed(12345 + split)
+        gen = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(12345 + split)
         ranks = []
-        for s in range(0, len(es.windows), tc.eval_batch_size):
+        starts = range(0, len(es.windows), tc.eval_batch_size)
+        for s in _progress(starts, len(starts), f"evaluating {self.td.name}"):
             sl = slice(s, s + tc.eval_batch_size)
-            u, t = self.user_vectors_dedup(es.windows[sl], es.users[sl], es.ends[sl]), torch.from_numpy(es.targets[sl])
+            u, t = self.user_vectors_dedup(es.windows[sl], es.users[sl], es.ends[sl]), self._t(es.targets[sl])
             if tc.sampled_eval_negatives is None:
                 seen = self.seen(es.users[sl], es.ends[sl]) if tc.exclude_seen else None
                 ranks.append(ranks_full(u, head.items, t, bias=head.bias, exclude=seen))
@@ -169,7 +204,14 @@ class TaskObjective(Objective):
         out["examples"] = len(r)
         return out
 
+    def _eval_chunks(self, split: int):
+        es, bs = self.eval_sets[split], self.cfg.train.eval_batch_size
+        starts = range(0, len(es.windows), bs)
+        for s in _progress(starts, len(starts), f"evaluating {self.td.name}"):
+            yield self.user_vectors(es.windows[s : s + bs]), self._t(es.targets[s : s + bs])
 
+
+@register("next_item")
 class NextItemObjective(TaskObjective):
     """T1: predict every next item of every training sequence (windows are L + 1 wide)."""
 
@@ -185,10 +227,10 @@ class NextItemObjective(TaskObjective):
         w = history_windows(self.stream.offsets, self.stream.seq_items, user, end, width)
         return w, w[:, -1].copy()  # the targets that matter are the windows shifted by one (see loss)
 
-    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        _, w, _ = batch
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        w = batch["items"]
         inp, tgt = w[:, :-1], w[:, 1:]
-        h = self.net.encode(inp)
+        h = self.net.encoder.states({"items": inp})
         m = (inp > 0) & (tgt > 0)
         loss = self.net.head.loss(h[m], tgt[m], self.cfg.train.loss, self.n_neg, gen)
         return self._with_extra(loss, gen), int(m.sum())
@@ -197,6 +239,7 @@ class NextItemObjective(TaskObjective):
         return self._rank_items(split)
 
 
+@register("item_rec")
 class ItemRecObjective(TaskObjective):
     """Item recommendation on another behaviour: the user vector scores the target item.
 
@@ -216,58 +259,95 @@ class ItemRecObjective(TaskObjective):
         self.train_t = self.train_t[order]  # targets grouped by user, in user order
         self.t_off = np.concatenate([[0], np.cumsum(counts)])
 
-    def n_batches(self, batch_size: int) -> int:
-        return -(-len(self.train_w) // batch_size)
-
-    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator:
+    def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         lengths = (self.train_w > 0).sum(1)
         for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
             counts = self.t_off[idx + 1] - self.t_off[idx]
             rows = np.repeat(np.arange(len(idx)), counts)
             pos = np.repeat(self.t_off[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
             targets = self.train_t[pos + np.arange(counts.sum())]
-            w = None if self.net.frozen_encoder else torch.from_numpy(trim_left(self.train_w[idx]))
-            yield torch.from_numpy(idx), w, torch.from_numpy(rows), torch.from_numpy(targets)
+            yield {
+                "row": self._t(idx),
+                "items": self._t(trim_left(self.train_w[idx])),
+                "target_row": self._t(rows),
+                "target": self._t(targets),
+            }
 
-    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        idx, w, rows, t = batch
-        u = self._train_user_vectors(idx, w)
-        loss = self.net.head.loss(u[rows], t, self.cfg.train.item_loss, self.n_neg, gen)
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        u, t = self.net.user_vectors(batch), batch["target"]
+        loss = self.net.head.loss(u[batch["target_row"]], t, self.cfg.train.item_loss, self.n_neg, gen)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
         return self._rank_items(split)
 
 
+@register("classify")
 class ClassifyObjective(TaskObjective):
     """Profile prediction: cross-entropy on the user vector; accuracy (pessimistic on ties)."""
 
     monitor = "accuracy"
 
-    def loss(self, batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        idx, w, t = batch
-        loss = self.net.head.loss(self._train_user_vectors(idx, w), t)
+    @classmethod
+    def report_metric(cls, train: TrainConfig) -> str:
+        return "accuracy"
+
+    @classmethod
+    def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
+        return ClassHead(d, len(classes or []))
+
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        t = batch["target"]
+        loss = self.net.head.loss(self.net.user_vectors(batch), t)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
-        es, bs = self.eval_sets[split], self.cfg.train.eval_batch_size
-        ranks = []
-        for s in range(0, len(es.windows), bs):
-            scores = self.net.head(self.user_vectors(es.windows[s : s + bs]))
-            ranks.append(ranks_from_scores(scores, torch.from_numpy(es.targets[s : s + bs])))
+        ranks = [ranks_from_scores(self.net.head(u), t) for u, t in self._eval_chunks(split)]
         r = torch.cat(ranks) if ranks else torch.zeros(0)
         return {"accuracy": accuracy(r), "protocol": "accuracy", "examples": len(r)}
 
 
-OBJECTIVES = {"next_item": NextItemObjective, "item_rec": ItemRecObjective, "classify": ClassifyObjective}
+@register("binary")
+class BinaryObjective(TaskObjective):
+    """A yes/no label per user (class 1 = the positive value): one logit, binary cross-entropy, scored
+    by ROC AUC (scikit-learn's roc_auc_score), with accuracy at the 0.5 threshold beside it."""
+
+    monitor = "AUC"
+
+    @classmethod
+    def report_metric(cls, train: TrainConfig) -> str:
+        return "AUC"
+
+    @classmethod
+    def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
+        return BinaryHead(d)
+
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        t = batch["target"]
+        loss = self.net.head.loss(self.net.user_vectors(batch), t)
+        return self._with_extra(loss, gen), len(t)
+
+    def evaluate(self, split: int) -> dict:
+        scores, labels = [], []
+        for u, t in self._eval_chunks(split):
+            scores.append(self.net.head(u).float().cpu())
+            labels.append(t.cpu())
+        s = torch.cat(scores).numpy() if scores else np.zeros(0)
+        y = torch.cat(labels).numpy() if labels else np.zeros(0, dtype=np.int64)
+        acc = float(((s > 0).astype(np.int64) == y).mean()) if len(y) else float("nan")
+        return {"AUC": auc(s, y), "accuracy": acc, "protocol": "auc", "examples": len(y)}
+
+
+def objective_class(kind: str) -> type[TaskObjective]:
+    if kind not in OBJECTIVES:
+        raise KeyError(f"no objective for task kind '{kind}' (known: {', '.join(OBJECTIVES)})")
+    return OBJECTIVES[kind]
 
 
 def objective_for(stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> TaskObjective:
-    return OBJECTIVES[stream.task(task).kind](stream, task, net, cfg)
+    return objective_class(stream.task(task).kind)(stream, task, net, cfg)
 
 
 def new_head(stream: Stream, task: str, d: int) -> nn.Module:
     td = stream.task(task)
-    if td.kind == "classify":
-        return ClassHead(d, len(td.classes or []))
-    return ItemHead(d, stream.n_items)
+    return objective_class(td.kind).new_head(td.classes, d, stream.n_items)

@@ -4,111 +4,113 @@
     p.recommend("T2", ["Toy Story (1995)", "Heat (1995)"], k=10, exclude_seen=True)
     p.classify("T4", [...]); p.embed("T4", [...])
 
-A task's network is rebuilt from the run's own files: the task artifact (safetensors + JSON), and the
-shared backbone from the first task's artifact when the task stores none, checked against the
-fingerprint recorded for the task. Unknown item ids are reported back, never silently dropped.
+The run's base is loaded once (one backbone in memory, on the device asked for); each task is its
+adapter on top, rebuilt by the method that wrote it (found through the registry by the name in
+adapter_config.json), checked against the fingerprint of the part of the base it reads. Task networks
+are stateless, so one Predictor answers for any number of tasks from any number of threads. Unknown
+item ids are reported back, never silently dropped.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from safetensors.torch import load_file
 
-from .artifacts import state_fingerprint
+from .adapters import check_base_fingerprint, read_adapter, read_base
 from .backbones import build_backbone
 from .config import BackboneConfig
+from .device import resolve_device
 from .errors import LifelongrecError
-from .heads import ClassHead, ItemHead
-
-
-@dataclass
-class TaskModel:
-    kind: str
-    encode: object
-    head: torch.nn.Module
-    classes: list[str] | None
-
-
-def _resolve_owned(sd: dict[str, torch.Tensor], view: int) -> dict[str, torch.Tensor]:
-    """Weights stored with a per-weight owner (Conure) become plain weights holding only the entries of
-    tasks 1..view, exactly what the method's forward pass uses for that task."""
-    out = {}
-    for k, v in sd.items():
-        if k.endswith(".parametrizations.weight.original"):
-            base = k[: -len("parametrizations.weight.original")]
-            owner = sd[base + "parametrizations.weight.0.owner"]
-            out[base + "weight"] = v * ((owner >= 1) & (owner <= view))
-        elif not k.endswith(".owner"):
-            out[k] = v
-    return out
+from .methods import LoadedBase, method_class
+from .runner import read_run_json
+from .tasknet import TaskNet
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         self.run = Path(run_dir)
-        try:
-            self.meta = json.loads((self.run / "run.json").read_text())
-        except FileNotFoundError:
-            raise LifelongrecError(f"{self.run}: not a stream run folder (no run.json)") from None
+        if not self.run.is_dir():
+            raise LifelongrecError(f"{self.run}: not a folder (expected a stream run folder)")
+        self.meta = read_run_json(self.run)
+        self.device = resolve_device(device)
         items_file = self.run / "items.parquet"
         if not items_file.is_file():
             raise LifelongrecError(f"{self.run}: items.parquet is missing (the run's item vocabulary)")
         ext = pq.read_table(items_file).column("item").to_pylist()
-        self.items = np.array([""] + ext, dtype=object)
+        self.items = np.array(["", *ext], dtype=object)
         self.index = {x: i + 1 for i, x in enumerate(ext)}
-        self._models: dict[str, TaskModel] = {}
+        self._lock = threading.Lock()  # guards loading only; inference runs unlocked
+        self._base: LoadedBase | None = None
+        self._models: dict[str, TaskNet] = {}
+        self._configs: dict[str, dict] = {}
 
     @property
     def tasks(self) -> list[str]:
-        return [t for t in self.meta["order"] if (self.run / "tasks" / t / "artifact.json").is_file()]
+        return [t for t in self.meta["order"] if (self.run / "adapters" / t / "adapter_config.json").is_file()]
 
-    def _artifact(self, task: str) -> tuple[dict, dict[str, torch.Tensor]]:
-        folder = self.run / "tasks" / task
+    @property
+    def base(self) -> LoadedBase:
+        if self._base is None:
+            with self._lock:
+                if self._base is None:
+                    meta, tensors = read_base(self.run / "base", self.device)
+                    if meta.get("vocab_hash") != self.meta["vocab_hash"]:
+                        raise LifelongrecError(
+                            f"{self.run / 'base' / 'base.json'}: its vocabulary differs from the run's"
+                        )
+                    backbone = build_backbone(BackboneConfig.model_validate(meta["model"]), meta["n_items"])
+                    try:
+                        backbone.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")})
+                    except RuntimeError as e:
+                        raise LifelongrecError(
+                            f"{self.run / 'base' / 'base.safetensors'}: does not fit the model in base.json ({e})"
+                        ) from None
+                    backbone = backbone.to(self.device).eval()
+                    for p in backbone.parameters():
+                        p.requires_grad_(False)
+                    self._base = LoadedBase(backbone, tensors, meta)
+        return self._base
+
+    def config(self, task: str) -> dict:
+        self.model(task)
+        return self._configs[task]
+
+    def model(self, task: str) -> TaskNet:
+        m = self._models.get(task)
+        if m is not None:
+            return m
         if task not in self.tasks:
             raise LifelongrecError(f"unknown task '{task}' for this run (learned: {', '.join(self.tasks) or 'none'})")
-        return json.loads((folder / "artifact.json").read_text()), load_file(folder / "artifact.safetensors")
-
-    def model(self, task: str) -> TaskModel:
-        if task in self._models:
-            return self._models[task]
-        meta, sd = self._artifact(task)
-        if meta["vocab_hash"] != self.meta["vocab_hash"]:
-            raise LifelongrecError(f"{task}: artifact vocabulary differs from the run's")
-        cfg = BackboneConfig.model_validate(meta["model"])
-        backbone = build_backbone(cfg, meta["n_items"])
-        part = {k[9:]: v for k, v in sd.items() if k.startswith("backbone.")}
-        if not part:  # a shared backbone: it lives in the first task's artifact
-            part = {k[9:]: v for k, v in self._artifact(self.meta["order"][0])[1].items() if k.startswith("backbone.")}
-        if state_fingerprint(part) != meta["backbone_fingerprint"]:
-            raise LifelongrecError(f"{task}: the backbone found does not match the fingerprint in artifact.json")
-        backbone.load_state_dict(_resolve_owned(part, meta["index"] + 1))
-        patches = {k[8:]: v for k, v in sd.items() if k.startswith("patches.")}
-        if patches:
-            from .methods.peterrec import Patch
-
-            blocks = sorted({k.split(".")[0] for k in patches}, key=int)
-            k_dim = patches[f"{blocks[0]}.down.weight"].shape[0]
-            mode = json.loads((self.run / "config.json").read_text())["method"]["peterrec_mode"]
-            backbone.patches = torch.nn.ModuleDict({b: Patch(cfg.d, k_dim, mode) for b in blocks})
-            backbone.patches.load_state_dict(patches)
-        head_sd = {k[5:]: v for k, v in sd.items() if k.startswith("head.")}
-        if meta["kind"] == "classify":
-            head = ClassHead(cfg.d, len(meta["classes"]))
-        else:
-            tied = backbone.item_embedding if "weight" not in head_sd else None
-            head = ItemHead(cfg.d, meta["n_items"], tied=tied)
-        head.load_state_dict(head_sd)
-        backbone.eval()
-        head.eval()
-        self.max_length = meta["max_length"]
-        m = self._models[task] = TaskModel(meta["kind"], backbone.encode, head, meta.get("classes"))
-        return m
+        base = self.base
+        with self._lock:
+            if task in self._models:
+                return self._models[task]
+            folder = self.run / "adapters" / task
+            config, tensors = read_adapter(folder, self.device)
+            if config.get("vocab_hash") != self.meta["vocab_hash"]:
+                raise LifelongrecError(f"{folder / 'adapter_config.json'}: its vocabulary differs from the run's")
+            try:
+                cls = method_class(str(config.get("method")))
+            except LifelongrecError:
+                raise LifelongrecError(
+                    f"{folder / 'adapter_config.json'}: written by method '{config.get('method')}', which this "
+                    "lifelongrec does not know"
+                ) from None
+            check_base_fingerprint(folder, config, cls.base_reads(base.tensors, config))
+            try:
+                net = cls.load_adapter(base, config, tensors, self.device)
+            except (RuntimeError, KeyError) as e:
+                raise LifelongrecError(
+                    f"{folder / 'adapter.safetensors'}: does not fit {config['method']} ({e})"
+                ) from None
+            self.max_length = config["max_length"]
+            self._configs[task] = config
+            self._models[task] = net
+            return net
 
     def _ids(self, history: list[str]) -> tuple[torch.Tensor, list[str]]:
         if not history:
@@ -117,21 +119,24 @@ class Predictor:
         unknown = [h for h in history if h not in self.index]
         if not known:
             raise LifelongrecError(f"none of the {len(history)} item ids is in this run's vocabulary: {unknown[:5]}")
-        return torch.tensor([known[-self.max_length :]]), unknown
+        return torch.tensor([known[-self.max_length :]], device=self.device), unknown
+
+    def _kind(self, task: str) -> str:
+        return self.config(task)["kind"]
 
     @torch.no_grad()
     def embed(self, task: str, history: list[str]) -> dict:
         m = self.model(task)
         ids, unknown = self._ids(history)
-        return {"task": task, "vector": m.encode(ids)[0, -1].tolist(), "unknown_items": unknown}
+        return {"task": task, "vector": m.user_vectors({"items": ids})[0].tolist(), "unknown_items": unknown}
 
     @torch.no_grad()
     def recommend(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:
         m = self.model(task)
-        if m.kind == "classify":
+        if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
         ids, unknown = self._ids(history)
-        u = m.encode(ids)[0, -1]
+        u = m.user_vectors({"items": ids})[0]
         scores = m.head.items @ u + m.head.bias
         scores[0] = -torch.inf
         if exclude_seen:
@@ -148,19 +153,26 @@ class Predictor:
     @torch.no_grad()
     def classify(self, task: str, history: list[str]) -> dict:
         m = self.model(task)
-        if m.kind != "classify":
+        kind, classes = self._kind(task), self.config(task)["classes"]
+        if kind not in ("classify", "binary"):
             raise LifelongrecError(f"task '{task}' is an item task: use recommend")
         ids, unknown = self._ids(history)
-        p = torch.softmax(m.head(m.encode(ids)[:, -1])[0], -1)
-        best = int(p.argmax())
+        out = m.head(m.user_vectors({"items": ids}))[0]
+        if kind == "binary":
+            p1 = float(torch.sigmoid(out))
+            probs = [1.0 - p1, p1]
+        else:
+            probs = torch.softmax(out, -1).tolist()
+        best = int(np.argmax(probs))
         return {
             "task": task,
-            "class": m.classes[best],
-            "probabilities": {c: float(x) for c, x in zip(m.classes, p.tolist())},
+            "class": classes[best],
+            "probabilities": {c: float(x) for c, x in zip(classes, probs)},
             "unknown_items": unknown,
         }
 
     def predict(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:
-        if self.model(task).kind == "classify":
+        self.model(task)
+        if self._kind(task) in ("classify", "binary"):
             return self.classify(task, history)
         return self.recommend(task, history, k, exclude_seen)

@@ -7,32 +7,37 @@ user's next item.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import Backbone, build_backbone
 from .config import StreamConfig
 from .data.stream import Stream
+from .device import resolve_device
 from .engine import fit, resume_key
 from .heads import ItemHead, next_item_head
-from .objectives import NextItemObjective, TaskNet
+from .objectives import NextItemObjective
+from .tasknet import SequenceEncoder, TaskNet
+
+logger = logging.getLogger("lifelongrec")
 
 
-def build_t1(cfg: StreamConfig, stream: Stream) -> tuple[nn.Module, ItemHead]:
+def build_t1(cfg: StreamConfig, stream: Stream) -> tuple[Backbone, ItemHead]:
     torch.manual_seed(cfg.train.seed)
-    backbone = build_backbone(cfg.model, stream.n_items)
-    return backbone, next_item_head(backbone, stream.n_items)
+    backbone = build_backbone(cfg.model, stream.n_items).to(resolve_device(cfg.train.device))
+    return backbone, next_item_head(backbone, stream.n_items).to(resolve_device(cfg.train.device))
 
 
-def t1_net(backbone: nn.Module, head: ItemHead) -> TaskNet:
+def t1_net(backbone: Backbone, head: ItemHead) -> TaskNet:
     module = nn.ModuleDict({"backbone": backbone, "head": head})
-    return TaskNet(backbone.encode, head, module, [p for p in module.parameters() if p.requires_grad])
+    return TaskNet(SequenceEncoder(backbone), head, module, [p for p in module.parameters() if p.requires_grad])
 
 
-def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = None, log=print) -> dict:
+def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = None, log=logger.info) -> dict:
     """Train the first next-item task of the stream and write a backbone artifact to `out`."""
     from .artifacts import save_backbone
 

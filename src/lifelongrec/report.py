@@ -32,15 +32,16 @@ def read_run(path: Path) -> dict:
         for j, v in enumerate(r[1:]):
             if v != "":
                 R[i, j] = float(v)
-    minus = {}
+    # Phase metrics the method asked the report to show (e.g. Conure-: before pruning), per task.
+    phases: dict[str, dict[str, float | None]] = {key: {} for key in summary.get("report_phases", {})}
     mfile = path / "metrics.jsonl"
-    if mfile.is_file():  # Conure-: each task's metric before pruning and retraining (a phase metric)
+    if mfile.is_file() and phases:
         for line in mfile.read_text().splitlines():
             row = json.loads(line)
-            cm = row.get("phase_metrics", {}).get("conure_minus")
-            if cm is not None:
-                minus[row["task"]] = cm.get(row["metric"])
-    return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "minus": minus}
+            for key, metrics in row.get("phase_metrics", {}).items():
+                if key in phases:
+                    phases[key][row["task"]] = metrics.get(row["metric"])
+    return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "phases": phases}
 
 
 def _fmt_bytes(n: float) -> str:
@@ -60,13 +61,14 @@ def table(runs: list[dict]) -> str:
         *tasks,
         "avg T2+",
         "forgetting (mean)",
-        "FWT vs SinMo",
+        "FWT vs reference",
         "#Bb",
         "trainable params per task (T2+ mean)",
         "bytes added (T2+ total)",
         "train s per task (mean)",
     ]
-    ref = next((r for r in runs if r["summary"]["method"] == "sinmo" and r["summary"]["complete"]), None)
+    # The reference of forward transfer: a complete run of a method that learns every task from scratch.
+    ref = next((r for r in runs if r["summary"].get("reference_for_fwt") and r["summary"]["complete"]), None)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         s, order, R = r["summary"], r["order"], r["R"]
@@ -78,7 +80,7 @@ def table(runs: list[dict]) -> str:
         later = [last[j] for j in range(1, len(s["tasks"]))]
         forget = [f for f in s["forgetting"] if f is not None]
         fwt = "-"
-        if ref is not None and ref is not r:  # FWT_j = R[j][j] - SinMo's R[j][j] (continual.py), mean over T2+
+        if ref is not None and ref is not r:  # FWT_j = R[j][j] - reference R[j][j] (continual.py), mean over T2+
             ref_diag = {t: ref["R"][j, j] for j, t in enumerate(ref["order"]) if j < len(ref["R"])}
             gains = [R[j, j] - ref_diag[t] for j, t in enumerate(order[: len(s["tasks"])]) if j > 0 and t in ref_diag]
             fwt = f"{np.mean(gains):+.4f}" if gains else "-"
@@ -100,18 +102,23 @@ def table(runs: list[dict]) -> str:
             )
             + " |"
         )
-        if r["minus"]:
-            cells = [f"{r['minus'][t]:.4f}" if r["minus"].get(t) is not None else "-" for t in tasks]
-            later = [r["minus"][t] for t in order[1 : len(s["tasks"])] if r["minus"].get(t) is not None]
+        for key, label in s.get("report_phases", {}).items():
+            values = r["phases"].get(key, {})
+            if not values:
+                continue
+            cells = [f"{values[t]:.4f}" if values.get(t) is not None else "-" for t in tasks]
+            later = [values[t] for t in order[1 : len(s["tasks"])] if values.get(t) is not None]
             avg = f"{np.mean(later):.4f}" if later else "-"
-            lines.append("| " + " | ".join([f"{s['method']}- (before pruning)", *cells, avg] + ["-"] * 6) + " |")
+            lines.append("| " + " | ".join([f"{s['method']}- ({label})", *cells, avg] + ["-"] * 6) + " |")
     metrics = sorted({m for r in runs for m in r["summary"]["metrics"]})
     lines.append("")
     lines.append(
         f"Each task's final metric on its test split after the whole stream ({', '.join(metrics)}; "
         "item tasks by exact full ranking). avg T2+ averages the tasks after the first as they are, "
-        "MRR@5 and accuracy alike, so the profile tasks dominate it. #Bb: backbones stored. FWT vs SinMo: "
-        "mean over T2+ of R[j][j] minus SinMo's R[j][j] (shown when a complete SinMo run is in the report)."
+        "MRR@5 and accuracy alike, so the profile tasks dominate it. #Bb: backbones stored. FWT vs reference: "
+        "mean over T2+ of R[j][j] minus the reference run's R[j][j] (shown when a complete run of a method "
+        "that learns each task from scratch, SinMo, is in the report). Bytes added: the size of the tasks' "
+        "adapter tensors on disk (adapters/<task>/adapter.safetensors, its JSON header aside)."
     )
     return "\n".join(lines)
 
@@ -156,6 +163,16 @@ def _max_forgetting(summary: dict) -> str:
     return format(max(values), ".4f") if values else "n/a"
 
 
+def storage_line(summary: dict) -> str:
+    """What the run stores: the base once, then each task's adapter (file sizes on disk)."""
+    files = summary.get("adapter_file_bytes") or {}
+    if "base_file_bytes" not in summary:
+        return "storage: not recorded"
+    parts = [f"base {_fmt_bytes(summary['base_file_bytes'])}"] + [f"{t} {_fmt_bytes(b)}" for t, b in files.items()]
+    total = summary["base_file_bytes"] + sum(files.values())
+    return f"storage: {', '.join(parts)} (adapters/<task>/adapter.safetensors; total {_fmt_bytes(total)})"
+
+
 def report(paths: list[Path], out: Path, plots: bool = True) -> str:
     runs = [read_run(p) for p in paths]
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +184,7 @@ def report(paths: list[Path], out: Path, plots: bool = True) -> str:
             f"BWT {'n/a' if r['summary']['bwt'] is None else format(r['summary']['bwt'], '+.4f')}, "
             f"largest forgetting {_max_forgetting(r['summary'])}"
         )
+        body.append("  " + storage_line(r["summary"]))
         if plots:
             for p in heatmaps(r, out):
                 body.append(f"  ![{p.stem}]({p.name})")

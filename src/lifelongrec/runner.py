@@ -1,17 +1,23 @@
 """The stream runner: learn the tasks in order with one method, measure what is kept and lost.
 
 After each task every task learned so far is evaluated on its test split, filling row i of the
-accuracy matrix R (metric of task j after learning task i; MRR@5 for item tasks, accuracy for profile
-tasks by default). The run folder holds everything a report needs, written atomically:
+accuracy matrix R (metric of task j after learning task i; each task kind's objective names its
+metric: MRR@5 for item tasks, accuracy for profile tasks, AUC for binary ones). The run folder holds
+everything a report, predict or serve needs, written atomically:
 
     config.json         the resolved stream config          run.json      method, order, status
     metrics.jsonl       one line per learned task           matrix.csv    R, one row per learned task
     summary.json        final/average/forgetting/BWT + parameters, bytes and seconds per task
-    tasks/<T>/          train/ (checkpoints, per-epoch metrics) and the task artifact
+    base/, adapters/<T>/  the shared base once, and what each task adds (see adapters.py)
+    tasks/<T>/          training checkpoints and per-epoch metrics
     state/              the method's weights after the last completed task (resume point)
+
+The run is open: its task log only grows. `add_task` learns one more task on a finished run, with
+its method, leaving every earlier task's adapter as it was.
 
 Resume: `run_stream(..., resume=True)` replays the method's structure for the completed tasks, loads
 its saved weights, and continues; the engine resumes a half-trained task from its own checkpoint.
+The runner never names a method: it reaches them through the registry and the method contract.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import shutil
 import time
@@ -27,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from safetensors.torch import save as save_bytes
 
 from . import __version__
-from .config import StreamConfig
+from .adapters import FORMAT_VERSION, write_adapter, write_base
+from .artifacts import state_fingerprint
+from .config import StreamConfig, TaskConfig
 from .continual import summary as continual_summary
 from .data.prepare import open_stream
 from .data.stream import TEST
@@ -38,13 +46,14 @@ from .engine import FitResult, fit, resume_key, set_threads
 from .errors import ConfigError, LifelongrecError
 from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .methods import TaskInfo, build_method
-from .objectives import objective_for
+from .objectives import objective_class, objective_for
 
-RUN_VERSION = 1
+RUN_VERSION = FORMAT_VERSION
+logger = logging.getLogger("lifelongrec")
 
 
 def task_metric(kind: str, cfg: StreamConfig) -> str:
-    return "accuracy" if kind == "classify" else cfg.train.monitor
+    return objective_class(kind).report_metric(cfg.train)
 
 
 def _order(cfg: StreamConfig, order: list[str] | None) -> list[str]:
@@ -55,9 +64,6 @@ def _order(cfg: StreamConfig, order: list[str] | None) -> list[str]:
         raise ConfigError(f"--order: unknown task(s) {unknown} (this stream has: {', '.join(names)})")
     if len(set(order)) != len(order):
         raise ConfigError(f"--order: a task appears twice in {order}")
-    first = next(t for t in cfg.tasks if t.name == order[0])
-    if first.kind != "next_item":
-        raise ConfigError(f"--order must start with the self-supervised next_item task, not {order[0]} ({first.kind})")
     return order
 
 
@@ -92,17 +98,13 @@ def _load_pretrained(net, init_from: Path, cfg: StreamConfig, stream, task: str)
     if problems:
         raise LifelongrecError(f"--init-from {init_from}: " + "; ".join(problems))
     backbone, head, _ = load_backbone(init_from)
+    # The first task's network names its backbone and head `backbone` and `head` (the method contract).
     target = net.module["backbone"]
-    sd = backbone.state_dict()
-    have = target.state_dict()
-    for k in [k for k in sd if k not in have]:  # a parametrized weight (Conure) keeps its value as `original`
-        alt = k[: -len("weight")] + "parametrizations.weight.original"
-        if k.endswith("weight") and alt in have:
-            sd[alt] = sd.pop(k)
-    missing = [k for k in have if k not in sd and not k.endswith(".owner")]
+    have, sd = target.state_dict(), backbone.state_dict()
+    missing = [k for k in have if k not in sd]
     if missing:
         raise LifelongrecError(f"--init-from {init_from}: weights missing for {missing[:3]}")
-    target.load_state_dict(sd, strict=False)
+    target.load_state_dict(sd)
     net.module["head"].load_state_dict(head.state_dict())
     return meta
 
@@ -113,10 +115,11 @@ def run_stream(
     out: Path,
     order: list[str] | None = None,
     resume: bool = False,
-    log=print,
+    log=logger.info,
     init_from: Path | None = None,
     branch_from: Path | None = None,
 ) -> dict:
+    cfg = cfg.for_method(method_name)
     set_threads(cfg.train.threads)
     stream, prepared = open_stream(cfg)
     order = _order(cfg, order)
@@ -127,8 +130,9 @@ def run_stream(
         _branch(branch_from, out, cfg, method_name, order)
     origin = {}  # where the run started from: kept in run.json across resumes
     if resume:
-        run = json.loads((out / "run.json").read_text())
-        if run["method"] != method_name or run["order"] != order:
+        run = read_run_json(out)
+        # The task log only grows: a resume may append tasks to the order, never change what is there.
+        if run["method"] != method_name or order[: len(run["order"])] != run["order"]:
             raise LifelongrecError(f"{out}: was run with method {run['method']} and order {run['order']}")
         origin = {k: run[k] for k in ("init_from", "branched_from") if k in run}
     if init_from is not None:
@@ -157,7 +161,7 @@ def run_stream(
             info = TaskInfo(name, kinds[name], i)
             method.before_task(info)
             method.after_task(info)
-        method.module().load_state_dict(load_file(state_dir / "method.safetensors"))
+        method.module().load_state_dict(load_file(state_dir / "method.safetensors", device=str(method.device)))
         method.load_extra_state(done["method"])
         log(f"resumed {out}: {len(done['rows'])} of {len(order)} tasks already learned")
 
@@ -174,7 +178,7 @@ def run_stream(
             method=method_name,
             task=name,
             model=cfg.model.model_dump(mode="json"),
-            method_config=cfg.method.model_dump(mode="json"),
+            method_config=cfg.method.model_dump(mode="json") if cfg.method else None,
             vocab_hash=stream.manifest["vocab_hash"],
             sequence=cfg.sequence.model_dump(mode="json", by_alias=True),
         )
@@ -191,6 +195,7 @@ def run_stream(
         def evaluate(n, name=name, cfg_i=cfg_i):
             # A method's mid-task measurement (Conure-): inference mode, whatever mode training left
             # (a T1 loaded with --init-from never went through fit(), so dropout would still be on).
+            method.module().eval()
             n.module.eval()
             with torch.no_grad():
                 return objective_for(stream, name, n, cfg_i).evaluate(TEST)
@@ -212,7 +217,7 @@ def run_stream(
         row, cells = [], {}
         for j, prev in enumerate(order[: i + 1]):
             cfg_j = cfg.model_copy(update={"train": cfg.train_for(j)})
-            m = objective_for(stream, prev, method.eval_net(prev), cfg_j).evaluate(TEST)
+            m = objective_for(stream, prev, method.task_net(prev), cfg_j).evaluate(TEST)
             row.append(float(m[task_metric(kinds[prev], cfg)]))
             cells[prev] = m
         entry = {
@@ -221,7 +226,7 @@ def run_stream(
             "kind": info.kind,
             "metric": task_metric(info.kind, cfg),
             "trainable_parameters": n_trainable,
-            "added_bytes": method.added_bytes(name),
+            "added_bytes": method.added_bytes(name) + (_nbytes(method.base_tensors()) if i == 0 else 0),
             "train_seconds": round(train_s, 2),
             "best_epoch": res.best_epoch,
             "epochs_run": res.epochs_run,
@@ -229,11 +234,12 @@ def run_stream(
             "test_after": cells,
             **({"phase_metrics": method.phase_metrics(name)} if method.phase_metrics(name) else {}),
         }
-        _save_task_artifact(out / "tasks" / name, method, name, info, cfg, stream, entry)
         done["rows"].append(entry)
         done["R"].append(row)
         done["method"] = method.extra_state()
-        _write_reports(out, order, done, method)
+        sizes = export_run(out, method, cfg, stream, done["rows"])
+        entry.update(sizes[name])
+        _write_reports(out, order, done, method, sizes)
         with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
             save_file({k: v.contiguous() for k, v in method.module().state_dict().items()}, d / "method.safetensors")
             write_json_atomic(d / "state.json", done)
@@ -257,7 +263,7 @@ def _branch(src: Path, out: Path, cfg: StreamConfig, method_name: str, order: li
     state = src / "state" / "state.json"
     if not (src / "run.json").is_file() or not state.is_file():
         raise LifelongrecError(f"--branch-from {src}: not a stream run folder with at least one learned task")
-    run = json.loads((src / "run.json").read_text())
+    run = read_run_json(src)
     learned = [r["task"] for r in json.loads(state.read_text())["rows"]]
     problems = []
     if run["method"] != method_name:
@@ -278,30 +284,94 @@ def _branch(src: Path, out: Path, cfg: StreamConfig, method_name: str, order: li
             shutil.copy2(src / "state" / f, d / f)
 
 
-def _save_task_artifact(folder: Path, method, name: str, info: TaskInfo, cfg: StreamConfig, stream, entry) -> None:
-    tensors = {k: v.detach().contiguous() for k, v in method.task_state(name).items()}
-    write_bytes_atomic(folder / "artifact.safetensors", save_bytes(tensors))
-    td = stream.task(name)
-    write_json_atomic(
-        folder / "artifact.json",
+def _nbytes(tensors: dict) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -> dict[str, dict]:
+    """Write the base and every learned task's adapter (files whose bytes do not change are left alone).
+    Each adapter records the fingerprint of the part of the base it reads and its latest test metrics.
+    Returns per task the bytes its adapter adds (tensor bytes) and the adapter file's size."""
+    base = {k: v.detach().cpu() for k, v in method.base_tensors().items()}
+    kinds = {t.name: t for t in cfg.tasks}
+    base_info = write_base(
+        out / "base",
+        base,
         {
-            "format_version": RUN_VERSION,
             "method": method.name,
-            "task": name,
-            "kind": info.kind,
-            "index": info.index,
+            "model": cfg.model.model_dump(mode="json"),
+            "n_items": stream.n_items,
+            "vocab_hash": stream.manifest["vocab_hash"],
+            "max_length": cfg.sequence.max_length,
+        },
+    )
+    latest = rows[-1]["test_after"]
+    sizes = {}
+    for r in rows:
+        task = r["task"]
+        td = stream.task(task)
+        config = {
+            "method": method.name,
+            "settings": cfg.method.model_dump(mode="json") if cfg.method else {"name": method.name},
+            "task": task,
+            "kind": kinds[task].kind,
+            "index": r["index"],
             "classes": td.classes,
             "n_items": stream.n_items,
             "vocab_hash": stream.manifest["vocab_hash"],
             "model": cfg.model.model_dump(mode="json"),
             "max_length": cfg.sequence.max_length,
-            "backbone_fingerprint": method.backbone_fingerprint(name),
-            "metrics": entry["test_after"][name],
-        },
-    )
+            "lifelongrec_version": __version__,
+        }
+        config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
+        config["metrics"] = latest[task]
+        tensors = method.adapter_tensors(task)
+        written = write_adapter(out / "adapters" / task, tensors, config)
+        sizes[task] = {"adapter_bytes": _nbytes(tensors), "adapter_file_bytes": written["bytes"]}
+    sizes["_base"] = {"base_bytes": _nbytes(base), "base_file_bytes": base_info["bytes"]}
+    return sizes
 
 
-def _write_reports(out: Path, order: list[str], done: dict, method) -> None:
+def read_run_json(out: Path) -> dict:
+    """run.json of a run folder in this lifelongrec's format (a clear error for any other)."""
+    f = out / "run.json"
+    if not f.is_file():
+        raise LifelongrecError(f"{out}: not a stream run folder (no run.json)")
+    run = json.loads(f.read_text())
+    if run.get("version") != RUN_VERSION:
+        raise LifelongrecError(
+            f"{f}: run format {run.get('version')}, this lifelongrec reads run format {RUN_VERSION} "
+            "(format 1 stored a whole artifact per task in tasks/<T>/; format 2 stores base/ once and "
+            "adapters/<T>/): rerun the stream with this version"
+        )
+    return run
+
+
+def add_task(out: Path, task: TaskConfig | str, log=logger.info) -> dict:
+    """Learn one more task on a finished run, with the run's method, without touching earlier tasks.
+
+    `task` is a task of the run's config not learned yet (its name), or a new TaskConfig, which is
+    added to the run's config; the item vocabulary must stay the same."""
+    run = read_run_json(out)
+    if run.get("status") != "complete":
+        raise LifelongrecError(f"{out}: the run is not finished; resume it first (stream run --resume {out})")
+    cfg = StreamConfig.model_validate(json.loads((out / "config.json").read_text()))
+    name = task if isinstance(task, str) else task.name
+    if name in run["order"]:
+        raise LifelongrecError(f"{out}: task {name} is already learned in this run")
+    if isinstance(task, TaskConfig):
+        if any(t.name == name for t in cfg.tasks):
+            raise LifelongrecError(f"{out}: the run's config already has a task named {name}")
+        data = cfg.model_dump(mode="json", by_alias=True)
+        data["tasks"].append(task.model_dump(mode="json", by_alias=True, exclude_none=True))
+        cfg = StreamConfig.model_validate(data)
+    stream, _ = open_stream(cfg)
+    if stream.manifest["vocab_hash"] != run["vocab_hash"]:
+        raise LifelongrecError(f"task {name}: with it the stream's item vocabulary differs from the run's")
+    return run_stream(cfg, run["method"], out, [*run["order"], name], resume=True, log=log)
+
+
+def _write_reports(out: Path, order: list[str], done: dict, method, sizes: dict) -> None:
     rows = done["rows"]
     write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_text_atomic(out / "matrix.csv", _matrix_csv(order, done["R"]))
@@ -317,6 +387,11 @@ def _write_reports(out: Path, order: list[str], done: dict, method) -> None:
             "metrics": [r["metric"] for r in rows],
             **s,
             "backbones_stored": method.backbones_stored(),
+            "reference_for_fwt": method.fwt_reference,
+            "report_phases": method.report_phases,
+            **sizes["_base"],
+            "adapter_bytes": {t: v["adapter_bytes"] for t, v in sizes.items() if t != "_base"},
+            "adapter_file_bytes": {t: v["adapter_file_bytes"] for t, v in sizes.items() if t != "_base"},
             "trainable_parameters": [r["trainable_parameters"] for r in rows],
             "added_bytes": [r["added_bytes"] for r in rows],
             "train_seconds": [r["train_seconds"] for r in rows],

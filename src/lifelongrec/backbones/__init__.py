@@ -1,5 +1,5 @@
 """Sequence backbones behind one contract (see base.py)."""
 
-from .base import Backbone, BackboneConfig, build_backbone
+from .base import Backbone, BackboneConfig, View, build_backbone
 
-__all__ = ["Backbone", "BackboneConfig", "build_backbone"]
+__all__ = ["Backbone", "BackboneConfig", "View", "build_backbone"]

@@ -1,21 +1,48 @@
 """The backbone contract every method builds on.
 
-`encode(items, prompt=None) -> hidden [B, L, d]` over left-padded item ids (0 = padding), and
-`user_vector(items)`, the hidden state at the last position, which with left padding is always the
-last real item. Padded positions are kept exactly zero inside the network, so the user vector does
-not depend on how much padding precedes the history (tests check this).
+`encode(items, view=None) -> hidden [B, L, d]` over left-padded item ids (0 = padding), and
+`user_vector(items, view)`, the hidden state at the last position, which with left padding is always
+the last real item. Padded positions are kept exactly zero inside the network, so the user vector
+does not depend on how much padding precedes the history (tests check this).
 
-Room for what later methods add: `prompt` is added to the input embeddings (PCL, MPT-Rec); every
-weight a method may mask or patch is an ordinary parameter reachable by name, and blocks call
-`self.patch(i, h)` hooks (identity by default) where PeterRec inserts its bottleneck modules.
+What a task changes in a shared backbone travels with the call as a `View`, never as state set on
+the module: replacement weights by parameter name (Conure's per-task masked weights), patches on the
+blocks' residual branches (PeterRec), a prompt added to the input embeddings (PCL, MPT-Rec). So any
+number of tasks can be served at once from one backbone in memory, from any number of threads.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import BackboneConfig
+
+Patch = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class View:
+    """One task's view of a shared backbone, passed with every call."""
+
+    weights: Mapping[str, torch.Tensor] | None = None  # parameter name -> the tensor to use instead
+    patches: Mapping[str, Patch] | None = None  # block index (str) -> patch(block input, branch output)
+    prompt: torch.Tensor | None = None  # added to the input item embeddings
+
+    def weight(self, module: nn.Module) -> torch.Tensor:
+        """The weight `module` computes with under this view (its own unless replaced)."""
+        if self.weights is not None:
+            w = self.weights.get(module.path + ".weight")  # type: ignore[operator]
+            if w is not None:
+                return w
+        return module.weight  # type: ignore[return-value]
+
+
+PLAIN = View()
 
 
 class Backbone(nn.Module):
@@ -33,30 +60,38 @@ class Backbone(nn.Module):
         nn.init.normal_(self.item_embedding.weight, std=cfg.d**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
-        self.patches: nn.ModuleDict | None = None  # filled by PeterRec-like methods
 
     @property
     def d(self) -> int:
         return self.cfg.d
 
-    def encode(self, items: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    def name_modules(self) -> None:
+        """Give every submodule its parameter-name prefix, so a View can replace its weight by name."""
+        for name, m in self.named_modules():
+            object.__setattr__(m, "path", name)
+
+    def encode(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
+        view = view or PLAIN
         mask = (items > 0).unsqueeze(-1).to(self.item_embedding.weight.dtype)  # [B, L, 1]
-        x = self.item_embedding(items)
-        if prompt is not None:
-            x = x + prompt
-        return self._encode(x * mask, mask)
+        x = F.embedding(items, view.weight(self.item_embedding), padding_idx=0)
+        if view.prompt is not None:
+            x = x + view.prompt
+        return self._encode(x * mask, mask, view)
 
-    def user_vector(self, items: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
-        return self.encode(items, prompt)[:, -1]
+    def forward(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
+        return self.encode(items, view)
 
-    def patch(self, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Hook on block `index`'s residual branch: `x` is the block input, `y` the branch output.
-        PeterRec-style methods set `self.patches` (a ModuleDict keyed by block index) to adapt y."""
-        if self.patches is not None and str(index) in self.patches:
-            return self.patches[str(index)](x, y)
+    def user_vector(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
+        return self.encode(items, view)[:, -1]
+
+    @staticmethod
+    def patch(view: View, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Block `index`'s residual branch under `view`: `x` is the block input, `y` the branch output."""
+        if view.patches is not None and str(index) in view.patches:
+            return view.patches[str(index)](x, y)
         return y
 
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor, view: View) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -71,6 +106,7 @@ def build_backbone(cfg: BackboneConfig, n_items: int) -> Backbone:
         backbone = SASRec(cfg, n_items)
     if cfg.init_std is not None:
         normal_init(backbone, cfg.init_std)
+    backbone.name_modules()
     return backbone
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, BackboneConfig
+from .base import Backbone, BackboneConfig, View
 
 
 class CausalConv1d(nn.Module):
@@ -40,8 +40,8 @@ class CausalConv1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # PyTorch's Conv1d default
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        w = self.weight if weight is None else weight  # methods may pass a masked kernel
+    def forward(self, x: torch.Tensor, view: View) -> torch.Tensor:
+        w = view.weight(self)  # a task's view may replace the kernel (Conure's masked weights)
         B, L, d = x.shape
         xp = F.pad(x, (0, 0, self.left, 0))
         taps = torch.cat([xp[:, j * self.dilation : j * self.dilation + L] for j in range(self.k)], -1)
@@ -58,9 +58,9 @@ class ResidualBlock(nn.Module):
         self.conv2 = CausalConv1d(d, kernel_size, 2 * dilation)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        y = self.conv1(F.relu(self.ln1(h)) * mask)
-        y = self.conv2(F.relu(self.ln2(y)) * mask)
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, view: View) -> torch.Tensor:
+        y = self.conv1(F.relu(self.ln1(h)) * mask, view)
+        y = self.conv2(F.relu(self.ln2(y)) * mask, view)
         return self.dropout(y)
 
 
@@ -72,10 +72,15 @@ class NextItNet(Backbone):
         # scale grows with depth and the softmax starts far from uniform (measured: T1 loss above log N).
         self.ln = nn.LayerNorm(cfg.d)
 
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def n_blocks(self) -> int:
+        """Residual blocks, each with a patchable branch (View.patches is keyed by their index)."""
+        return len(self.blocks)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor, view: View) -> torch.Tensor:
         h = x
         for i, block in enumerate(self.blocks):
             # Padded positions of h may hold junk (conv biases); harmless, because every convolution
             # reads its input through the mask, so no real position ever sees them.
-            h = h + self.patch(i, h, block(h, mask))
+            h = h + self.patch(view, i, h, block(h, mask, view))
         return self.ln(h) * mask

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, BackboneConfig
+from .base import Backbone, BackboneConfig, View
 
 
 class SelfAttention(nn.Module):
@@ -34,17 +34,19 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d, d)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, view: View, kv: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Attention of queries from `x` over keys and values from `kv` (default: `x` itself)."""
         B, L, d = x.shape
+        w, b = view.weight(self.qkv), self.qkv.bias
         if kv is None:
-            qkv = self.qkv(x)
+            qkv = F.linear(x, w, b)
         else:  # the same weights, split: queries from x, keys and values from kv
-            w, b = self.qkv.weight, self.qkv.bias
             qkv = torch.cat([F.linear(x, w[:d], b[:d]), F.linear(kv, w[d:], b[d:])], -1)
         q, k, v = qkv.view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, d))
+        return F.linear(y.transpose(1, 2).reshape(B, L, d), view.weight(self.out), self.out.bias)
 
 
 class Layer(nn.Module):
@@ -58,18 +60,19 @@ class Layer(nn.Module):
         self.ffn2 = nn.Linear(inner, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, view: View) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the state after the attention sub-layer and the FFN's residual update; the caller
         adds the update (through the block's patch hook) and re-applies the padding mask."""
         if self.original:
             y = self.ln1(x)  # the reference code drops attention weights only, not the attention output
-            x = self.ln2(y + self.attn(y, allowed, kv=x))
-            return x, self.ffn(x)
-        x = x + self.drop(self.attn(self.ln1(x), allowed))
-        return x, self.ffn(self.ln2(x))
+            x = self.ln2(y + self.attn(y, allowed, view, kv=x))
+            return x, self.ffn(x, view)
+        x = x + self.drop(self.attn(self.ln1(x), allowed, view))
+        return x, self.ffn(self.ln2(x), view)
 
-    def ffn(self, z: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.ffn2(self.drop(F.relu(self.ffn1(z)))))
+    def ffn(self, z: torch.Tensor, view: View) -> torch.Tensor:
+        inner = F.relu(F.linear(z, view.weight(self.ffn1), self.ffn1.bias))
+        return self.drop(F.linear(self.drop(inner), view.weight(self.ffn2), self.ffn2.bias))
 
 
 class SASRec(Backbone):
@@ -86,7 +89,12 @@ class SASRec(Backbone):
         self.ln = nn.LayerNorm(cfg.d)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def n_blocks(self) -> int:
+        """Residual blocks, each with a patchable branch (View.patches is keyed by their index)."""
+        return len(self.layers)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor, view: View) -> torch.Tensor:
         B, L, _ = x.shape
         real = mask[..., 0] > 0  # [B, L]
         pos = (real.long().cumsum(1) - 1).clamp(min=0)
@@ -99,6 +107,6 @@ class SASRec(Backbone):
         allowed = (causal & real[:, None, :]) | torch.eye(L, dtype=torch.bool, device=x.device)
         allowed = allowed[:, None]  # [B, 1, L, L]
         for i, layer in enumerate(self.layers):
-            h, update = layer(h, allowed)
-            h = (h + self.patch(i, h, update)) * mask
+            h, update = layer(h, allowed, view)
+            h = (h + self.patch(view, i, h, update)) * mask
         return self.ln(h) * mask

@@ -59,6 +59,9 @@ def stream_stats(stream: Stream) -> dict:
             counts = np.bincount(td.target, minlength=len(td.classes))
             entry["classes"] = dict(zip(td.classes, map(int, counts)))
             entry["majority"] = round(float(counts.max() / max(1, counts.sum())), 4)
+            if td.kind == "binary":  # classes are [negative, positive]
+                entry["positive"] = td.classes[1]
+                entry["positive_rate"] = round(float(counts[1] / max(1, counts.sum())), 4)
         else:
             tgt = td.target[td.target > 0]
             entry["target_items"] = int(len(np.unique(tgt)))
@@ -77,11 +80,12 @@ def format_stream_stats(s: dict) -> str:
     ]
     rows = []
     for name, t in s["tasks"].items():
-        what = (
-            f"{len(t['classes'])} classes, majority {t['majority']:.1%}"
-            if "classes" in t
-            else f"{t['target_items']:,} target items"
-        )
+        if "positive_rate" in t:
+            what = f"positive '{t['positive']}' {t['positive_rate']:.1%}"
+        elif "classes" in t:
+            what = f"{len(t['classes'])} classes, majority {t['majority']:.1%}"
+        else:
+            what = f"{t['target_items']:,} target items"
         rows.append(
             [
                 name,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ..config import SourceConfig
 from ..errors import DataError
@@ -147,6 +149,12 @@ def _timestamp_expr(con: duckdb.DuckDBPyConnection, scan: Scan) -> str:
     return f"CAST({scan.col(scan.timestamp)} AS DOUBLE)"
 
 
+def _progress(scan: Scan) -> tqdm:
+    """A bar over the ingestion steps (each is one DuckDB query, minutes on a large file); silent unless
+    stderr is a terminal, so tests and logs see nothing."""
+    return tqdm(total=5, desc=f"ingest {scan.file.name}", unit="step", leave=False, disable=not sys.stderr.isatty())
+
+
 def ingest(
     scan: Scan,
     profile: Scan | None,
@@ -155,7 +163,12 @@ def ingest(
     extra_meta: dict | None = None,
 ) -> None:
     """Read `scan` (and `profile`) out of core and write the store to `out` atomically."""
-    with tempfile.TemporaryDirectory(prefix="lifelongrec-ingest-") as tmpd, atomic_directory(out) as dst:
+    with (
+        tempfile.TemporaryDirectory(prefix="lifelongrec-ingest-") as tmpd,
+        atomic_directory(out) as dst,
+        _progress(scan) as bar,
+    ):
+        bar.set_postfix_str("read")
         tmp = Path(tmpd)
         con = connect(tmp, memory_limit)
         numeric = ([scan.timestamp] if scan.timestamp else []) + scan.values
@@ -184,6 +197,8 @@ def ingest(
         n = _sql(con, "SELECT count(*) FROM raw")[0]
         if n == 0:
             raise DataError("no data rows", file=scan.file, expected="at least one interaction")
+        bar.update()
+        bar.set_postfix_str("vocabularies")
         # Vocabularies: numeric-looking ids in numeric order, then the rest as text. Stable for a file.
         order = "ORDER BY TRY_CAST({0} AS HUGEINT) NULLS LAST, {0}"
         _sql(
@@ -196,6 +211,8 @@ def ingest(
             f"CREATE TABLE ivoc AS SELECT i, row_number() OVER ({order.format('i')}) AS iidx "
             "FROM (SELECT DISTINCT i FROM raw)",
         )
+        bar.update()
+        bar.set_postfix_str("sort")
         tie = "coalesce(raw.r, raw.rowid)"
         vcols = "".join(f", v_{k}" for k in range(len(scan.values)))
         _sql(
@@ -204,6 +221,8 @@ def ingest(
             f"FROM raw JOIN uvoc USING (u) JOIN ivoc USING (i) ORDER BY uidx, t, {tie}) "
             f"TO '{dst / 'interactions.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
         )
+        bar.update()
+        bar.set_postfix_str("users and labels")
         # Timestamp ties with the previous event of the same user: resolved by file row, reported.
         ties = 0
         if scan.timestamp is not None:
@@ -230,6 +249,8 @@ def ingest(
                 idx = t.column(0).to_numpy()
                 full[idx] = t.column(name).to_pylist()
                 users = users.append_column(f"label:{name}", pa.array(full.tolist(), pa.string()))
+        bar.update()
+        bar.set_postfix_str("write")
         items = con.sql("SELECT i AS item FROM ivoc ORDER BY iidx").to_arrow_table()
         pq.write_table(users, dst / "users.parquet")
         pq.write_table(items, dst / "items.parquet")
@@ -248,6 +269,7 @@ def ingest(
         }
         write_json_atomic(dst / "store.json", meta)
         con.close()
+        bar.update()
 
 
 def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, dict]:

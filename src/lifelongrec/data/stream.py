@@ -36,7 +36,7 @@ class TaskData:
     end: np.ndarray  # int32, the model reads seq[:end]
     target: np.ndarray  # int32, item index (1..n), class index, or -1 (every position of the prefix)
     split: np.ndarray  # int8: 0 train, 1 valid, 2 test
-    classes: list[str] | None = None  # classify only
+    classes: list[str] | None = None  # classify; binary: [negative, positive], target 1 = positive
 
     def size(self, split: int) -> int:
         return int((self.split == split).sum())
@@ -160,6 +160,38 @@ def _class_labels(
     return out, names
 
 
+def _binary_labels(
+    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray, task: str
+) -> tuple[np.ndarray, list[str]]:
+    """0/1 per user (-1 = no usable label) and the classes [negative, positive]. The field must hold
+    exactly two distinct values (after bins): `positive` names class 1, else the second in class order."""
+    cls, names = _class_labels(raw, cfg, unknown, store, users)
+    seen, counts = np.unique(cls[cls >= 0], return_counts=True)
+    found = [names[k] for k in seen]
+    pos = None if cfg.positive is None else str(cfg.positive)  # labels are read as text
+    if len(found) != 2 or (pos is not None and pos not in found):
+        what = ", ".join(f"'{v}' ({c:,} user{'s' * (c != 1)})" for v, c in zip(found, counts.tolist())) or "none"
+        file = store.meta.get("profile_file", store.meta.get("file"))
+        if len(found) == 2:
+            raise DataError(
+                f"task {task}: label.positive '{pos}' is not a value of the field, found {what}",
+                file=file,
+                field=cfg.field,
+            )
+        fix = "kind: classify, or label.bins" if cfg.bins is None else "kind: classify, or a single bin edge"
+        raise DataError(
+            f"task {task}: a binary task needs exactly two distinct values, found {len(found)}: {what}",
+            file=file,
+            field=cfg.field,
+            expected="two values" + (f"; or {fix}" if len(found) > 2 else ""),
+        )
+    neg = found[0] if pos is None else next(v for v in found if v != pos)
+    pos = found[1] if pos is None else pos
+    remap = np.full(len(names), -1, dtype=np.int32)
+    remap[names.index(neg)], remap[names.index(pos)] = 0, 1
+    return np.where(cls >= 0, remap[np.maximum(cls, 0)], -1).astype(np.int32), [neg, pos]
+
+
 def _next_item_task(
     t: TaskConfig, split: SplitConfig, lengths: np.ndarray, offsets: np.ndarray, seq: np.ndarray
 ) -> TaskData:
@@ -258,7 +290,11 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
                     f"task {t.name}: label field '{t.label.field}' is not in the user data "
                     f"(fields: {', '.join(store.labels) or 'none'})"
                 )
-            cls, names = _class_labels(store.labels[t.label.field][kept], t.label, unknown, store, users_ext)
+            raw = store.labels[t.label.field][kept]
+            if t.kind == "binary":
+                cls, names = _binary_labels(raw, t.label, unknown, store, users_ext, t.name)
+            else:
+                cls, names = _class_labels(raw, t.label, unknown, store, users_ext)
             u = np.flatnonzero(cls >= 0).astype(np.int32)
             notes[t.name] = {"users_without_label": int(len(kept) - len(u))}
             tasks[t.name] = TaskData(
@@ -357,6 +393,7 @@ def load_stream(path: Path) -> Stream:
 
 
 def stream_key(cfg: StreamConfig) -> str:
-    """Prepared data depends on everything but the model and training knobs."""
-    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train", "model"})
+    """Prepared data depends on the source, sequences, splits and tasks: not on the model, training,
+    finetuning or method settings (changing a prune ratio must not re-prepare the data)."""
+    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train", "model", "finetune", "method"})
     return f"{cfg.name}-{sha256_bytes(json.dumps(data, sort_keys=True).encode())[:12]}"

@@ -1,5 +1,6 @@
 """Continual-learning methods: one file each, registered by name (see base.py for the contract)."""
 
-from .base import METHODS, Method, TaskInfo, build_method
+from .base import LoadedBase, Method, TaskInfo, build_method
+from .registry import METHODS, method_class, settings_class
 
-__all__ = ["METHODS", "Method", "TaskInfo", "build_method"]
+__all__ = ["METHODS", "LoadedBase", "Method", "TaskInfo", "build_method", "method_class", "settings_class"]

@@ -1,19 +1,26 @@
-"""The method contract: what the stream runner asks of every continual-learning method.
+"""The method contract: what the stream runner, predict and serve ask of every continual method.
 
-The runner never names a method. For each task in order it calls
+Training. For each task in order the runner calls
 
     net = method.before_task(task)      # create heads / patches / prompts / copies; return the TaskNet
     ... the engine trains net.params on the task's objective ...
+    net = method.next_phase(task, evaluate)   # optional further phases (Conure retrains after pruning)
     method.after_task(task)             # freeze, prune, snapshot: whatever keeps the task
-    method.eval_net(j)                  # for every learned task j: the network that serves j now
+    method.task_net(j)                  # for every learned task j: a network serving j now
 
-and saves `method.task_state(task)` as that task's artifact, with `method.added_bytes(task)`.
-`module()` holds every weight the method owns, so one checkpoint resumes it; `extra_state()` /
-`load_extra_state()` carry any non-tensor bookkeeping (a Conure stage, an owner table's meta).
+`task_net(j)` never changes shared state: the task's own parameters and masks travel with the call
+(`backbones.View`), so any number of tasks can be evaluated at once from one backbone, from any
+number of threads. `module()` holds every weight the method owns (one checkpoint resumes it), and
+`extra_state()` / `load_extra_state()` its non-tensor bookkeeping.
 
-The contract is wide enough for what is coming: per-weight ownership masks (Conure) live in the
-module as buffers and are applied inside `eval_net`'s encode; patch modules (PeterRec) hang on the
-backbone's `patch` hook; prompts (PCL, MPT-Rec) are passed as `encode(items, prompt=...)`.
+Storage, as PEFT lays it out. A run holds one base (`base_tensors()`: the shared backbone, plus what a
+method keeps once per run, such as Conure's uint8 owner table) and per task an adapter
+(`adapter_tensors(task)`: only what the task adds: a head, patches, prompts, or a whole model for the
+methods that keep one per task). `base_reads(base, config)` names the part of the base a task's
+adapter reads; the adapter records its fingerprint, so a base that changed under it is refused, and
+a task learned later (which may change other parts of the base) leaves it valid. Inference rebuilds a
+task with the class method `load_adapter(base, config, tensors)`; nothing outside the method knows
+what its tensors mean.
 """
 
 from __future__ import annotations
@@ -21,19 +28,21 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..backbones import Backbone, build_backbone
-from ..config import StreamConfig
+from ..backbones import Backbone, View, build_backbone
+from ..config import BackboneConfig, MethodSettings, StreamConfig
 from ..data.stream import Stream
-from ..errors import ConfigError
-from ..heads import next_item_head
-from ..objectives import TaskNet, new_head
+from ..device import resolve_device
+from ..heads import ItemHead, next_item_head
+from ..objectives import new_head, objective_class
+from ..tasknet import SequenceEncoder, TaskNet
+from .registry import METHODS
 
-METHODS: dict[str, type[Method]] = {}
+ADAPTER_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,38 @@ class TaskInfo:
     index: int  # position in the learning order (0 = the first task, T1)
 
 
+@dataclass
+class LoadedBase:
+    """A run's base as inference holds it: the backbone (built once, eval mode, on its device), every
+    tensor of base.safetensors (the backbone's under `backbone.`, a method's extras under other
+    prefixes), and base.json."""
+
+    backbone: Backbone
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def strip(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def nbytes(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 class Method(ABC):
     name: ClassVar[str]
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
+    # Phase metrics the report shows as extra rows (key in phase_metrics -> label), e.g. Conure-.
+    report_phases: ClassVar[dict[str, str]] = {}
+    # A run of this method is the reference of forward transfer (a fresh model per task: SinMo).
+    fwt_reference: ClassVar[bool] = False
 
-    # How many backbones the method stores once the stream is learned (Conure's #Bb column).
     def __init_subclass__(cls, **kw) -> None:
         super().__init_subclass__(**kw)
         if getattr(cls, "name", None):
@@ -54,21 +91,25 @@ class Method(ABC):
 
     def __init__(self, cfg: StreamConfig, stream: Stream) -> None:
         self.cfg, self.stream = cfg, stream
+        m = cfg.method
+        self.settings = m if isinstance(m, self.Settings) and m.name == self.name else self.Settings(name=self.name)
+        self.device = resolve_device(cfg.train.device)
         self.heads = nn.ModuleDict()
         self.learned: list[str] = []
+        self.index: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers for subclasses
 
     def fresh_backbone(self, index: int) -> Backbone:
         """A randomly initialised backbone, seeded by the task's position so reruns agree."""
         torch.manual_seed(self.cfg.train.seed * 1000 + index)
-        return build_backbone(self.cfg.model, self.stream.n_items)
+        return build_backbone(self.cfg.model, self.stream.n_items).to(self.device)
 
     def make_head(self, task: TaskInfo, backbone: Backbone) -> nn.Module:
         torch.manual_seed(self.cfg.train.seed * 1000 + 500 + task.index)
         if task.kind == "next_item":
-            return next_item_head(backbone, self.stream.n_items)
-        return new_head(self.stream, task.name, self.cfg.model.d)
+            return next_item_head(backbone, self.stream.n_items).to(self.device)
+        return new_head(self.stream, task.name, self.cfg.model.d).to(self.device)
 
     @staticmethod
     def copy_of(backbone: Backbone) -> Backbone:
@@ -80,11 +121,11 @@ class Method(ABC):
             p.requires_grad_(False)
 
     @staticmethod
-    def net(encode, head: nn.Module, *trainable: nn.Module, module: nn.Module, extra_loss=None) -> TaskNet:
+    def net(encoder, head: nn.Module, *trainable: nn.Module, module: nn.Module, callbacks=()) -> TaskNet:
         params = [p for m in trainable for p in m.parameters() if p.requires_grad]
-        return TaskNet(encode, head, module, params, extra_loss)
+        return TaskNet(encoder, head, module, params, list(callbacks))
 
-    # ------------------------------------------------------------------ the contract
+    # ------------------------------------------------------------------ the training contract
 
     @abstractmethod
     def before_task(self, task: TaskInfo) -> TaskNet:
@@ -101,49 +142,87 @@ class Method(ABC):
 
     def after_task(self, task: TaskInfo) -> None:
         self.learned.append(task.name)
+        self.index[task.name] = task.index
 
     @abstractmethod
+    def task_net(self, task: str) -> TaskNet:
+        """A network serving the learned task `task` now; it changes no shared state."""
+
     def eval_net(self, task: str) -> TaskNet:
-        """The network that serves the learned task `task` now."""
+        return self.task_net(task)
 
     @abstractmethod
     def module(self) -> nn.Module:
         """Every weight the method owns (checkpointed as one state dict)."""
 
-    @abstractmethod
-    def task_state(self, task: str) -> dict[str, torch.Tensor]:
-        """The tensors that serve `task` (its artifact)."""
-
-    def added_bytes(self, task: str) -> int:
-        """Bytes this task added to what must be stored (default: its whole task state)."""
-        return sum(t.numel() * t.element_size() for t in self.task_state(task).values())
-
     def backbones_stored(self) -> int:
         return 1
 
-    def backbone_fingerprint(self, task: str) -> str:
-        """sha256 of the backbone weights that serve `task` (its artifact refuses any other base)."""
-        from ..artifacts import state_fingerprint
-
-        return state_fingerprint(self.serving_backbone(task).state_dict())
-
-    def serving_backbone(self, task: str) -> Backbone:
-        """The backbone whose weights serve `task` (shared, or the task's own copy)."""
-        return self.backbones[task] if isinstance(self, BackbonePerTask) else self.backbone
-
     def extra_state(self) -> dict:
-        return {"learned": list(self.learned)}
+        return {"learned": list(self.learned), "index": dict(self.index)}
 
     def load_extra_state(self, state: dict) -> None:
         self.learned = list(state.get("learned", []))
+        self.index = dict(state.get("index", {t: i for i, t in enumerate(self.learned)}))
 
+    # ------------------------------------------------------------------ the storage contract
 
-def _tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+    @abstractmethod
+    def base_tensors(self) -> dict[str, torch.Tensor]:
+        """What the run stores once: `backbone.*` (the shared backbone) and any per-run extras."""
+
+    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
+        """What `task` adds to the base (default: its head)."""
+        return prefixed("head", self.heads[task])
+
+    @classmethod
+    def base_reads(cls, base: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+        """The part of the base that the adapter described by `config` computes with (its fingerprint is
+        recorded in the adapter). Default: the whole backbone."""
+        return {k: v for k, v in base.items() if k.startswith("backbone.")}
+
+    def added_bytes(self, task: str) -> int:
+        """Bytes the task adds: its adapter's tensors (the base is counted once, with the first task)."""
+        return nbytes(self.adapter_tensors(task))
+
+    # ------------------------------------------------------------------ inference from stored files
+
+    @classmethod
+    def load_adapter(
+        cls, base: LoadedBase, config: dict, tensors: dict[str, torch.Tensor], device: torch.device
+    ) -> TaskNet:
+        """A serving network for one task, from the loaded base and the task's adapter."""
+        backbone = base.backbone
+        own = strip("backbone", tensors)
+        if own:  # a method that keeps a whole model per task
+            backbone = build_backbone(BackboneConfig.model_validate(config["model"]), config["n_items"])
+            backbone.load_state_dict(own)
+            backbone = backbone.to(device).eval()
+        head = cls.load_head(config, tensors, backbone, device)
+        view = cls.serving_view(base, config, tensors, device)
+        return TaskNet(SequenceEncoder(backbone, view), head, nn.ModuleDict({"head": head}), [])
+
+    @classmethod
+    def serving_view(
+        cls, base: LoadedBase, config: dict, tensors: dict[str, torch.Tensor], device: torch.device
+    ) -> View | None:
+        return None
+
+    @staticmethod
+    def load_head(config: dict, tensors: dict[str, torch.Tensor], backbone: Backbone, device) -> nn.Module:
+        sd = strip("head", tensors)
+        d, n_items = backbone.d, config["n_items"]
+        if config["kind"] in ("next_item", "item_rec"):
+            head: nn.Module = ItemHead(d, n_items, tied=backbone.item_embedding if "weight" not in sd else None)
+        else:
+            head = objective_class(config["kind"]).new_head(config.get("classes"), d, n_items)
+        head.load_state_dict(sd)
+        return head.to(device).eval()
 
 
 class SharedBackbone(Method):
-    """Methods with one backbone that T1 trains and every later task reads (seqft, FineSmax, PeterRec)."""
+    """Methods with one backbone that T1 trains and every later task reads (seqft, FineSmax, PeterRec,
+    Conure)."""
 
     backbone: Backbone
 
@@ -156,31 +235,26 @@ class SharedBackbone(Method):
         """A new head for `task`; the shared backbone and the head both train."""
         head = self.heads[task.name] = self.make_head(task, self.backbone)
         return self.net(
-            self.backbone.encode,
+            SequenceEncoder(self.backbone),
             head,
             self.backbone,
             head,
             module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
         )
 
-    def encoder(self, task: str):
-        return self.backbone.encode
-
-    def eval_net(self, task: str) -> TaskNet:
-        return self.net(self.encoder(task), self.heads[task], module=self.module())
+    def task_net(self, task: str) -> TaskNet:
+        return self.net(SequenceEncoder(self.backbone), self.heads[task], module=self.module())
 
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads})
 
-    def task_state(self, task: str) -> dict[str, torch.Tensor]:
-        sd = _tensors("head", self.heads[task])
-        if task == self.learned[0]:  # the shared backbone is stored once, with the first task
-            sd.update(_tensors("backbone", self.backbone))
-        return sd
+    def base_tensors(self) -> dict[str, torch.Tensor]:
+        return prefixed("backbone", self.backbone)
 
 
 class BackbonePerTask(Method):
-    """Methods that keep one backbone per task (SinMo, STL, MTL); a finished task's model is frozen."""
+    """Methods that keep one backbone per task (SinMo, STL, MTL); a finished task's model is frozen.
+    The first task's backbone is the run's base; every later task's adapter holds its own model."""
 
     def __init__(self, cfg: StreamConfig, stream: Stream) -> None:
         super().__init__(cfg, stream)
@@ -191,28 +265,34 @@ class BackbonePerTask(Method):
         self.backbones[task.name] = backbone
         head = self.heads[task.name] = self.make_head(task, backbone)
         module = nn.ModuleDict({"backbone": backbone, "head": head, **extra})
-        return self.net(backbone.encode, head, module, module=module)
+        return self.net(SequenceEncoder(backbone), head, module, module=module)
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)
         self.freeze(self.backbones[task.name])
 
-    def eval_net(self, task: str) -> TaskNet:
-        return self.net(self.backbones[task].encode, self.heads[task], module=self.module())
+    def task_net(self, task: str) -> TaskNet:
+        return self.net(SequenceEncoder(self.backbones[task]), self.heads[task], module=self.module())
 
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbones": self.backbones, "heads": self.heads})
 
-    def task_state(self, task: str) -> dict[str, torch.Tensor]:
-        return {**_tensors("backbone", self.backbones[task]), **_tensors("head", self.heads[task])}
+    def base_tensors(self) -> dict[str, torch.Tensor]:
+        return prefixed("backbone", self.backbones[self.learned[0]])
+
+    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
+        head = prefixed("head", self.heads[task])
+        return head if task == self.learned[0] else {**prefixed("backbone", self.backbones[task]), **head}
+
+    @classmethod
+    def base_reads(cls, base: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+        return super().base_reads(base, config) if config["index"] == 0 else {}  # a later task reads its own model
 
     def backbones_stored(self) -> int:
         return len(self.backbones)
 
 
 def build_method(name: str, cfg: StreamConfig, stream: Stream) -> Method:
-    from . import conure, finesmax, mtl, peterrec, seqft, sinmo, stl  # noqa: F401 - registration
+    from .registry import method_class
 
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}' (available: {', '.join(sorted(METHODS))})")
-    return METHODS[name](cfg, stream)
+    return method_class(name)(cfg, stream)

@@ -10,13 +10,18 @@ has an owner, one byte per weight: 0 = free, k = the k-th task of the stream. Ea
     retrain  the task's remaining weights train again and recover its accuracy
     frozen   nothing of the task moves any more
 
-as an explicit state machine that refuses any other order. Inference for task t uses only the weights
-owned by tasks <= t, so an earlier task's outputs are bit-identical after every later task: gradients
+as an explicit state machine that refuses any other order. Task t computes with the weights owned by
+tasks 1..t only, passed with each call as its `View` (masked copies; the shared backbone is never
+switched to a task), so an earlier task's outputs are bit-identical after every later task: gradients
 never reach frozen weights (stop-gradient), and after every optimizer step the weights that the
 training task does not own are restored, so neither Adam's moments nor weight decay can move them.
-Embeddings, layer norms and biases are trained by T1 and then frozen; `method.conure_prune_embedding`
-puts the item embedding matrix under the same mechanism (the paper's Table 5). "Conure-" is the task's test
+Embeddings, layer norms and biases are trained by T1 and then frozen; `method.prune_embedding` puts
+the item embedding matrix under the same mechanism (the paper's Table 5). "Conure-" is the task's test
 metric after training, before pruning and retraining (recorded in the run as a phase metric).
+
+Storage: the run's base is the one backbone that holds every task's weights plus its owner table
+(uint8, stored once, `owner.<weight name>`); a task's adapter is its head. Its fingerprint covers only
+what it reads (the weights with owner <= its index), so later tasks leave it valid.
 """
 
 from __future__ import annotations
@@ -24,11 +29,32 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
-from torch.nn.utils import parametrize
 
+from ..backbones import Backbone, View
 from ..backbones.nextitnet import CausalConv1d
-from .base import SharedBackbone, TaskInfo, _tensors
+from ..config import MethodSettings
+from ..heads import ItemHead
+from ..tasknet import Callback, SequenceEncoder
+from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
+
+
+class ConureSettings(MethodSettings):
+    # Fraction of each task's weights pruned (freed for later tasks), per task in learning order; the
+    # last value repeats. The paper used 70/80/70% on ML.
+    prune: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.7])
+    # The paper's Table 5: also prune and retrain the item embedding matrix, with its own ratios
+    # (the paper: 30/80/80%). Off by default: embeddings are trained by T1 and then frozen.
+    prune_embedding: bool = False
+    embedding_prune: list[float] = Field(default_factory=lambda: [0.3, 0.8, 0.8])
+
+    @field_validator("prune", "embedding_prune")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 <= r < 1 for r in v):
+            raise ValueError(f"prune ratios must be in [0, 1), got {v}")
+        return v
 
 
 class Stage(str, Enum):
@@ -67,82 +93,106 @@ class Stages:
         self.of[task] = to
 
 
-class OwnedWeight(nn.Module):
-    """Parametrization of a prunable weight: hides weights owned by later tasks and stops gradients
-    to weights owned by earlier ones."""
+def visible(owner: torch.Tensor, view: int) -> torch.Tensor:
+    """The weights task `view` (1-based) computes with: those of tasks 1..view."""
+    return (owner >= 1) & (owner <= view)
 
-    def __init__(self, shape: torch.Size) -> None:
+
+class OwnerTable(nn.Module):
+    """One uint8 owner per prunable weight, as buffers (checkpointed with the method)."""
+
+    def __init__(self, shapes: dict[str, torch.Size], device) -> None:
         super().__init__()
-        self.register_buffer("owner", torch.ones(shape, dtype=torch.uint8))  # T1 owns everything at first
-        self.view = 1  # weights with owner in 1..view take part in the forward pass
-        self.train_owner = 0  # weights with this owner receive gradients (0: none)
+        self.names = list(shapes)
+        for n, shape in shapes.items():  # T1 owns everything at first
+            self.register_buffer(n.replace(".", "__"), torch.ones(shape, dtype=torch.uint8, device=device))
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        visible = (self.owner >= 1) & (self.owner <= self.view)
-        if self.train_owner:
-            w = torch.where(self.owner == self.train_owner, w, w.detach())
-        return w * visible
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return getattr(self, name.replace(".", "__"))
+
+
+class RestoreOthers(Callback):
+    """After every step, put back the weights the training task does not own: Adam's moments and
+    weight decay would otherwise move them although they receive no gradient."""
+
+    def __init__(self, params: list[nn.Parameter], mine: list[torch.Tensor]) -> None:
+        self.params, self.mine = params, mine
+        self.snapshot = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for p, s, m in zip(self.params, self.snapshot, self.mine):
+            p.copy_(torch.where(m, p, s))
 
 
 class Conure(SharedBackbone):
     name = "conure"
+    Settings = ConureSettings
+    report_phases = {"conure_minus": "before pruning"}
 
     def __init__(self, cfg, stream) -> None:
         super().__init__(cfg, stream)
         self.stages = Stages()
-        self.index: dict[str, int] = {}
         self._conure_minus: dict[str, dict] = {}
         self._pruned: dict[str, dict] = {}  # test metrics right after pruning, before retraining (Fig. 3)
 
     # ------------------------------------------------------------------ weights and their owners
 
-    def _prunable(self) -> list[nn.Module]:
+    @staticmethod
+    def prunable(backbone: Backbone, prune_embedding: bool) -> dict[str, nn.Parameter]:
         kinds = (CausalConv1d, nn.Linear)
-        mods = [m for m in self.backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
-        if self.cfg.method.conure_prune_embedding:
-            mods.append(self.backbone.item_embedding)
-        return mods
+        mods = [m for m in backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
+        if prune_embedding:
+            mods.append(backbone.item_embedding)
+        return {m.path + ".weight": m.weight for m in mods}
 
-    def _owned(self) -> list[tuple[nn.Module, OwnedWeight]]:
-        return [(m, m.parametrizations.weight[0]) for m in self._prunable()]
+    def _weights(self) -> dict[str, nn.Parameter]:
+        return self.prunable(self.backbone, self.settings.prune_embedding)
 
-    def _set_view(self, view: int, train_owner: int = 0) -> None:
-        for _, ow in self._owned():
-            ow.view, ow.train_owner = view, train_owner
+    def _view(self, k: int) -> View:
+        """Task k's weights, read-only (serving and evaluation)."""
+        return View(weights={n: w * visible(self.owners[n], k) for n, w in self._weights().items()})
 
-    def encoder(self, task: str):
-        view = self.index[task] + 1
+    def _training_view(self, k: int) -> View:
+        """Task k's weights while it trains: its own receive gradients, earlier tasks' are read through a
+        stop-gradient, later tasks' (none yet) and free ones are hidden."""
+        return View(
+            weights={
+                n: torch.where(self.owners[n] == k, w, w.detach()) * visible(self.owners[n], k)
+                for n, w in self._weights().items()
+            }
+        )
 
-        def encode(items, prompt=None):
-            self._set_view(view)
-            return self.backbone.encode(items, prompt)
+    def _head(self, task: str, view: View) -> nn.Module:
+        head = self.heads[task]
+        emb = "item_embedding.weight"
+        if isinstance(head, ItemHead) and head.tied and view.weights and emb in view.weights:
+            return head.reading(view.weights[emb])  # a tied head scores with the task's embedding view
+        return head
 
-        return encode
+    def task_net(self, task: str):
+        view = self._view(self.index[task] + 1)
+        return self.net(SequenceEncoder(self.backbone, view), self._head(task, view), module=self.module())
 
     def _training_net(self, task: TaskInfo):
         k = task.index + 1
-        owned = self._owned()
-        params = [m.parametrizations.weight.original for m, _ in owned]
-        for p in params:
+        weights = self._weights()
+        for p in weights.values():
             p.requires_grad_(True)
-        snapshot = [p.detach().clone() for p in params]
-        mine = [ow.owner == k for _, ow in owned]
-
-        def encode(items, prompt=None):
-            self._set_view(k, train_owner=k)
-            return self.backbone.encode(items, prompt)
-
-        @torch.no_grad()
-        def restore_others() -> None:  # Adam moments and weight decay must not move what others own
-            for p, s, m in zip(params, snapshot, mine):
-                p.copy_(torch.where(m, p, s))
-
+        restore = RestoreOthers(list(weights.values()), [self.owners[n] == k for n in weights])
+        encoder = SequenceEncoder(self.backbone, lambda: self._training_view(k))
         head = self.heads[task.name]
         extra = [self.backbone] if task.index == 0 else []  # T1 also trains embeddings, norms, biases
-        net = self.net(encode, head, head, *extra, module=nn.ModuleDict({"backbone": self.backbone, "head": head}))
+        net = self.net(
+            encoder,
+            head,
+            head,
+            *extra,
+            module=nn.ModuleDict({"backbone": self.backbone, "head": head}),
+            callbacks=[restore],
+        )
         seen = {id(p) for p in net.params}
-        net.params += [p for p in params if id(p) not in seen]
-        net.after_step = restore_others
+        net.params += [p for p in weights.values() if id(p) not in seen]
         return net
 
     # ------------------------------------------------------------------ the stages
@@ -152,21 +202,21 @@ class Conure(SharedBackbone):
         self.index[task.name] = task.index
         if task.index == 0:
             self.backbone = self.fresh_backbone(0)
-            for m in self._prunable():
-                parametrize.register_parametrization(m, "weight", OwnedWeight(m.weight.shape))
+            self.owners = OwnerTable({n: w.shape for n, w in self._weights().items()}, self.device)
         else:
-            for _, ow in self._owned():  # the free space of the earlier tasks becomes this task's
-                ow.owner[ow.owner == 0] = task.index + 1
+            for n in self.owners.names:  # the free space of the earlier tasks becomes this task's
+                o = self.owners[n]
+                o[o == 0] = task.index + 1
         self.heads[task.name] = self.make_head(task, self.backbone)
         return self._training_net(task)
 
     def next_phase(self, task: TaskInfo, evaluate):
         stage = self.stages.of[task.name]
         if stage == Stage.TRAIN:
-            self._conure_minus[task.name] = evaluate(self.eval_net(task.name))
+            self._conure_minus[task.name] = evaluate(self.task_net(task.name))
             self.stages.advance(task.name, Stage.PRUNE)
             self.prune(task)
-            self._pruned[task.name] = evaluate(self.eval_net(task.name))
+            self._pruned[task.name] = evaluate(self.task_net(task.name))
             self.stages.advance(task.name, Stage.RETRAIN)
             return self._training_net(task)
         if stage == Stage.RETRAIN:
@@ -179,27 +229,27 @@ class Conure(SharedBackbone):
         if self.stages.of[task.name] != Stage.PRUNE:
             raise IllegalTransition(f"task {task.name}: prune only in the prune stage")
         k = task.index + 1
-        for m, ow in self._owned():
-            embedding = m is self.backbone.item_embedding
-            ratios = self.cfg.method.conure_embedding_prune if embedding else self.cfg.method.conure_prune
+        s = self.settings
+        for n, w in self._weights().items():
+            embedding = n == "item_embedding.weight"
+            ratios = s.embedding_prune if embedding else s.prune
             ratio = ratios[min(task.index, len(ratios) - 1)]
-            w = m.parametrizations.weight.original
-            mine = ow.owner == k
+            owner = self.owners[n]
+            mine = owner == k
             if embedding:
                 mine[0] = False  # the padding row stays zero and is never handed to another task
-            n = int(mine.sum())
-            drop = int(ratio * n)
+            n_mine = int(mine.sum())
+            drop = int(ratio * n_mine)
             if drop == 0:
                 continue
             threshold = w[mine].abs().kthvalue(drop).values
             cut = mine & (w.abs() <= threshold)
-            ow.owner[cut] = 0
+            owner[cut] = 0
             w[cut] = 0.0
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)
         self.freeze(self.backbone)
-        self._set_view(task.index + 1)
 
     def phase_metrics(self, task: str) -> dict:
         out = {}
@@ -209,27 +259,57 @@ class Conure(SharedBackbone):
             out["pruned_before_retrain"] = self._pruned[task]
         return out
 
+    def module(self) -> nn.Module:
+        return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads, "owners": self.owners})
+
     # ------------------------------------------------------------------ storage
 
     def owner_table(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.backbone.state_dict().items() if k.endswith(".owner")}
+        return {f"owner.{n}": self.owners[n] for n in self.owners.names}
 
-    def task_state(self, task: str):
-        # The backbone as it serves `task` (weights of tasks <= it are final once it is learned).
-        return {**_tensors("backbone", self.backbone), **_tensors("head", self.heads[task])}
+    def base_tensors(self) -> dict[str, torch.Tensor]:
+        return {**prefixed("backbone", self.backbone), **self.owner_table()}
 
-    def added_bytes(self, task: str) -> int:
-        head = sum(p.numel() * p.element_size() for p in self.heads[task].parameters())
-        if task != self.learned[0]:
-            return head  # its weights live in the shared backbone's free space; ownership is already counted
-        backbone = sum(p.numel() * p.element_size() for p in self.backbone.parameters())
-        return head + backbone + sum(t.numel() for t in self.owner_table().values())
+    @classmethod
+    def base_reads(cls, base: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+        k = config["index"] + 1
+        out = {}
+        for key, v in base.items():
+            if not key.startswith("backbone."):
+                continue
+            owner = base.get("owner." + key[len("backbone.") :])
+            if owner is None:
+                out[key] = v  # not prunable: trained by T1, then frozen
+            else:
+                seen = visible(owner, k)
+                out[key] = v * seen
+                out["visible." + key] = seen.to(torch.uint8)
+        return out
+
+    @classmethod
+    def serving_view(cls, base: LoadedBase, config: dict, tensors: dict, device) -> View | None:
+        k = config["index"] + 1
+        owners = strip("owner", base.tensors)
+        weights = dict(base.backbone.named_parameters())
+        return View(weights={n: weights[n].detach() * visible(o.to(device), k) for n, o in owners.items()})
+
+    @classmethod
+    def load_head(cls, config: dict, tensors: dict, backbone: Backbone, device) -> nn.Module:
+        return super().load_head(config, tensors, backbone, device)
+
+    @classmethod
+    def load_adapter(cls, base: LoadedBase, config: dict, tensors: dict, device):
+        net = super().load_adapter(base, config, tensors, device)
+        view = net.encoder.view()
+        emb = "item_embedding.weight"
+        if isinstance(net.head, ItemHead) and net.head.tied and view is not None and emb in view.weights:
+            net.head = net.head.reading(view.weights[emb])
+        return net
 
     def extra_state(self) -> dict:
         return {
             **super().extra_state(),
             "stages": {t: s.value for t, s in self.stages.of.items()},
-            "index": self.index,
             "conure_minus": self._conure_minus,
             "pruned": self._pruned,
         }
@@ -237,6 +317,5 @@ class Conure(SharedBackbone):
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         self.stages.of = {t: Stage(s) for t, s in state.get("stages", {}).items()}
-        self.index = dict(state.get("index", {}))
         self._conure_minus = dict(state.get("conure_minus", {}))
         self._pruned = dict(state.get("pruned", {}))

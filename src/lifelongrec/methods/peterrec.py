@@ -4,16 +4,28 @@ model patches inside every residual block, plus its own head.
 A patch is a bottleneck residual module, x -> x + W_up relu(W_down x), with W_up zero-initialised so
 the patched network starts exactly as the pretrained one. Serial insertion patches a block's
 residual-branch output; parallel insertion adds a patch of the block input alongside the branch.
-Only patches and heads are stored per task, so one backbone serves every task, with no forgetting.
+Only patches and heads are stored per task (the task's adapter), so one backbone serves every task,
+with no forgetting. A task's patches travel with its calls (`View.patches`), never set on the backbone.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from .base import SharedBackbone, TaskInfo, _tensors
+from ..backbones import View
+from ..config import MethodSettings
+from ..tasknet import SequenceEncoder
+from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
+
+
+class PeterRecSettings(MethodSettings):
+    mode: Literal["serial", "parallel"] = "serial"
+    bottleneck: int = Field(16, ge=1)  # patch width (PeterRec: a small fraction of d)
 
 
 class Patch(nn.Module):
@@ -31,48 +43,53 @@ class Patch(nn.Module):
         return y + self.up(F.relu(self.down(x)))
 
 
+def _patches(d: int, blocks: int, s: PeterRecSettings) -> nn.ModuleDict:
+    return nn.ModuleDict({str(i): Patch(d, s.bottleneck, s.mode) for i in range(blocks)})
+
+
 class PeterRec(SharedBackbone):
     name = "peterrec"
+    Settings = PeterRecSettings
 
     def __init__(self, cfg, stream) -> None:
         super().__init__(cfg, stream)
         self.patches = nn.ModuleDict()  # task -> ModuleDict(block index -> Patch)
 
-    def _blocks(self) -> int:
-        return len(self.backbone.blocks) if hasattr(self.backbone, "blocks") else len(self.backbone.layers)
-
-    def encoder(self, task: str):
-        patches = self.patches[task] if task in self.patches else None  # noqa: SIM401 - ModuleDict has no get
-
-        def encode(items, prompt=None):
-            self.backbone.patches = patches
-            try:
-                return self.backbone.encode(items, prompt)
-            finally:
-                self.backbone.patches = None
-
-        return encode
+    def _encoder(self, task: str) -> SequenceEncoder:
+        if task not in self.patches:  # T1: the plain backbone
+            return SequenceEncoder(self.backbone)
+        return SequenceEncoder(self.backbone, View(patches=self.patches[task]))
 
     def before_task(self, task: TaskInfo):
         if task.index == 0:
             return self.learn_first_task(task)
         torch.manual_seed(self.cfg.train.seed * 1000 + 700 + task.index)
-        m = self.cfg.method
-        p = self.patches[task.name] = nn.ModuleDict(
-            {str(i): Patch(self.cfg.model.d, m.peterrec_bottleneck, m.peterrec_mode) for i in range(self._blocks())}
-        )
+        p = self.patches[task.name] = _patches(self.cfg.model.d, self.backbone.n_blocks, self.settings).to(self.device)
         head = self.heads[task.name] = self.make_head(task, self.backbone)
-        return self.net(self.encoder(task.name), head, p, head, module=nn.ModuleDict({"patches": p, "head": head}))
+        return self.net(self._encoder(task.name), head, p, head, module=nn.ModuleDict({"patches": p, "head": head}))
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)
         self.freeze(self.backbone if task.index == 0 else self.patches[task.name])
 
+    def task_net(self, task: str):
+        return self.net(self._encoder(task), self.heads[task], module=self.module())
+
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads, "patches": self.patches})
 
-    def task_state(self, task: str):
-        sd = super().task_state(task)
+    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
+        out = super().adapter_tensors(task)
         if task in self.patches:
-            sd.update(_tensors("patches", self.patches[task]))
-        return sd
+            out.update(prefixed("patches", self.patches[task]))
+        return out
+
+    @classmethod
+    def serving_view(cls, base: LoadedBase, config: dict, tensors: dict, device) -> View | None:
+        sd = strip("patches", tensors)
+        if not sd:
+            return None
+        s = PeterRecSettings.model_validate(config["settings"])
+        p = _patches(base.backbone.d, base.backbone.n_blocks, s)
+        p.load_state_dict(sd)
+        return View(patches=p.to(device).eval())

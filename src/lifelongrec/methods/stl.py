@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+from ..config import MethodSettings
 from .base import BackbonePerTask, TaskInfo
+
+
+class STLSettings(MethodSettings):
+    """STL has no settings of its own."""
 
 
 class STL(BackbonePerTask):
     name = "stl"
+    Settings = STLSettings
 
     def before_task(self, task: TaskInfo):
         if task.index == 0:
