@@ -26,7 +26,7 @@ def main() -> None:
     rows = []
     for r in args.ratios:
         out = args.out / f"pr{int(r * 100)}"
-        sets = [f"method.conure_prune=[{r}]", *args.overrides]
+        sets = ["method.name=conure", f"method.prune=[{r}]", *args.overrides]
         row = stream_run(out, args.config, "conure", "T1", args.init_from, sets)[0]
         metric = row["metric"]
         pm = row["phase_metrics"]

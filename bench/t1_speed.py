@@ -69,8 +69,8 @@ def main() -> None:
 
         from lifelongrec.backbones.nextitnet import CausalConv1d
 
-        def conv1d_forward(self, x, weight=None):
-            w = self.weight if weight is None else weight
+        def conv1d_forward(self, x, view):
+            w = view.weight(self)
             y = F.conv1d(F.pad(x.transpose(1, 2), (self.left, 0)), w, self.bias, dilation=self.dilation)
             return y.transpose(1, 2)
 
@@ -94,7 +94,7 @@ def main() -> None:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                tokens += n
+                tokens += int(n)
             times.append(time.perf_counter() - t0)
         t = min(times)
         print(

@@ -114,7 +114,9 @@ def test_report_shows_conure_minus(tmp_path):
 
 @pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
 def test_pruning_the_embedding_matrix_too(tmp_path, backbone):
-    cfg = load_config(synthetic_config(tmp_path, backbone), [*FAST, "method.name=conure", "method.prune_embedding=true"])
+    cfg = load_config(
+        synthetic_config(tmp_path, backbone), [*FAST, "method.name=conure", "method.prune_embedding=true"]
+    )
     run_stream(cfg, "conure", tmp_path / "run", log=lambda *_: None)
     lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
     R = [[float(x) if x else np.nan for x in line.split(",")[1:]] for line in lines]
@@ -135,7 +137,9 @@ def test_overparam_phase_metrics_from_a_pretrained_t1(tmp_path):
 
     # dropout > 0: the unpruned metric must be measured in inference mode although the loaded T1 never
     # went through the training loop (a bug found on ML-1M: dropout was on during that evaluation)
-    cfg = load_config(synthetic_config(tmp_path), [*FAST, "method.name=conure", "method.prune=[0.7]", "model.dropout=0.5"])
+    cfg = load_config(
+        synthetic_config(tmp_path), [*FAST, "method.name=conure", "method.prune=[0.7]", "model.dropout=0.5"]
+    )
     stream, _ = open_stream(cfg)
     meta = pretrain(cfg, stream, tmp_path / "pre", log=lambda *_: None)
     run_stream(cfg, "conure", tmp_path / "run", order=["T1"], init_from=tmp_path / "pre", log=lambda *_: None)

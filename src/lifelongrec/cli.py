@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,41 @@ import typer
 from .errors import LifelongrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continual user-representation learning.")
+logger = logging.getLogger("lifelongrec")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Log records go to whatever sys.stderr is at the time (a test runner swaps it per invocation)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(level: int) -> None:
+    """Progress and messages through stdlib logging on stderr; results (tables, JSON) on stdout."""
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(h)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="more messages (debug level)")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only warnings and errors")] = False,
+) -> None:
+    if verbose and quiet:
+        raise LifelongrecError("--verbose and --quiet: choose one")
+    configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Fetch, prepare and inspect data.")
 app.add_typer(data_app, name="data")
 
@@ -123,14 +159,14 @@ def run(
     from .report import report
     from .runner import run_stream
 
-    cfg = load_config("ml100k" if quick else config, set_)
+    cfg = load_config("ml100k" if quick else config, set_, method=method)
     t0 = time.perf_counter()
     stream, where = open_stream(cfg)
     typer.echo(format_stream_stats(stream_stats(stream)))
     typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}\n")
     out = out or Path("runs") / cfg.name / f"stream-{method}"
     resume = (out / "run.json").is_file() and json.loads((out / "run.json").read_text()).get("method") == method
-    run_stream(cfg, method, out, resume=resume, log=typer.echo)
+    run_stream(cfg, method, out, resume=resume)
     typer.echo("\n" + report([out], out / "report"))
     typer.echo(f"\nrun folder: {out}   report: {out / 'report' / 'report.md'}")
 
@@ -153,7 +189,7 @@ def pretrain_cmd(
     cfg = load_config(config, overrides)
     stream, _ = open_stream(cfg)
     out = out or Path("runs") / cfg.name / f"pretrain-{cfg.model.name}"
-    meta = pretrain(cfg, stream, out, log=typer.echo)
+    meta = pretrain(cfg, stream, out)
     t = meta["test"]
     typer.echo(
         f"test ({t['protocol']} ranking, {t['examples']:,} users): "
@@ -172,7 +208,10 @@ app.add_typer(stream_app, name="stream")
 @stream_app.command("run")
 def stream_run(
     config: ConfigOpt = "ml1m",
-    method: Annotated[str, typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec, conure")] = "finesmax",
+    method: Annotated[
+        str | None,
+        typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec, conure (default: the config's, else finesmax)"),
+    ] = None,
     order: Annotated[str | None, typer.Option(help="learning order, e.g. T1,T3,T2 (default: the config's)")] = None,
     set_: SetOpt = None,
     out: OutOpt = None,
@@ -192,7 +231,14 @@ def stream_run(
     if resume is not None:
         # A resumed run takes everything from its own folder; an option that would change it is an error,
         # not something to ignore silently.
-        given = {"--order": order, "--set": set_, "--out": out, "--init-from": init_from, "--branch-from": branch_from}
+        given = {
+            "--method": method,
+            "--order": order,
+            "--set": set_,
+            "--out": out,
+            "--init-from": init_from,
+            "--branch-from": branch_from,
+        }
         clash = [name for name, value in given.items() if value]
         if clash:
             raise LifelongrecError(
@@ -203,11 +249,14 @@ def stream_run(
         if not cfg_file.is_file():
             raise LifelongrecError(f"--resume {resume}: no config.json (not a stream run folder)")
         cfg = StreamConfig.model_validate(json.loads(cfg_file.read_text()))
-        run = json.loads((resume / "run.json").read_text())
+        from .runner import read_run_json
+
+        run = read_run_json(resume)
         method, order_list, out = run["method"], run["order"], resume
         init_from = Path(run["init_from"]) if run.get("init_from") else None
     else:
-        cfg = load_config(config, set_)
+        cfg = load_config(config, set_, method=method)
+        method = cfg.method.name if cfg.method is not None else "finesmax"
         order_list = [t.strip() for t in order.split(",")] if order else None
         out = out or Path("runs") / cfg.name / f"stream-{method}"
     s = run_stream(
@@ -216,7 +265,6 @@ def stream_run(
         out,
         order_list,
         resume=resume is not None,
-        log=typer.echo,
         init_from=init_from,
         branch_from=branch_from,
     )
@@ -251,13 +299,14 @@ def predict_cmd(
     k: Annotated[int, typer.Option(help="how many items to recommend")] = 10,
     exclude_seen: Annotated[bool, typer.Option(help="never recommend an item of the history")] = False,
     embed: Annotated[bool, typer.Option(help="print the user vector instead")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
 ) -> None:
     """Top-k items (item tasks), a class with probabilities (profile tasks) or the user vector, as JSON lines."""
     from .predict import Predictor
 
     if (history is None) == (histories is None):
         raise LifelongrecError("give either --history ID [ID ...] or --histories FILE")
-    p = Predictor(run)
+    p = Predictor(run, device=device)
     if histories is not None:
         if not histories.is_file():
             raise LifelongrecError(f"--histories {histories}: file not found")

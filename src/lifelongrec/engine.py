@@ -67,7 +67,7 @@ class Objective(ABC):
     def n_batches(self, batch_size: int) -> int: ...
 
     @abstractmethod
-    def loss(self, batch: Any, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    def loss(self, batch: Any, gen: torch.Generator) -> tuple[torch.Tensor, int | torch.Tensor]:
         """Mean loss of the batch and the number of supervised positions in it (for tokens/s)."""
 
     @abstractmethod
@@ -231,6 +231,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             loss.backward()
             opt.step()
             obj.after_step()
+            n = int(n)  # a count, possibly a tensor on the device: one sync per step, after the update
             tokens += n
             total += loss.item() * n
         train_s = time.perf_counter() - t0

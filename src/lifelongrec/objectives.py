@@ -227,13 +227,13 @@ class NextItemObjective(TaskObjective):
         w = history_windows(self.stream.offsets, self.stream.seq_items, user, end, width)
         return w, w[:, -1].copy()  # the targets that matter are the windows shifted by one (see loss)
 
-    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         w = batch["items"]
         inp, tgt = w[:, :-1], w[:, 1:]
         h = self.net.encoder.states({"items": inp})
         m = (inp > 0) & (tgt > 0)
         loss = self.net.head.loss(h[m], tgt[m], self.cfg.train.loss, self.n_neg, gen)
-        return self._with_extra(loss, gen), int(m.sum())
+        return self._with_extra(loss, gen), m.sum()
 
     def evaluate(self, split: int) -> dict:
         return self._rank_items(split)
@@ -330,7 +330,7 @@ class BinaryObjective(TaskObjective):
     def evaluate(self, split: int) -> dict:
         scores, labels = [], []
         for u, t in self._eval_chunks(split):
-            scores.append(self.net.head(u).float().cpu())
+            scores.append(self.net.head(u).detach().float().cpu())
             labels.append(t.cpu())
         s = torch.cat(scores).numpy() if scores else np.zeros(0)
         y = torch.cat(labels).numpy() if labels else np.zeros(0, dtype=np.int64)

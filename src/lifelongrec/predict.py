@@ -57,7 +57,8 @@ class Predictor:
         if self._base is None:
             with self._lock:
                 if self._base is None:
-                    meta, tensors = read_base(self.run / "base", self.device)
+                    # Tensors are read and checked on the CPU; the modules built from them move to the device.
+                    meta, tensors = read_base(self.run / "base", torch.device("cpu"))
                     if meta.get("vocab_hash") != self.meta["vocab_hash"]:
                         raise LifelongrecError(
                             f"{self.run / 'base' / 'base.json'}: its vocabulary differs from the run's"
@@ -90,7 +91,7 @@ class Predictor:
             if task in self._models:
                 return self._models[task]
             folder = self.run / "adapters" / task
-            config, tensors = read_adapter(folder, self.device)
+            config, tensors = read_adapter(folder, torch.device("cpu"))
             if config.get("vocab_hash") != self.meta["vocab_hash"]:
                 raise LifelongrecError(f"{folder / 'adapter_config.json'}: its vocabulary differs from the run's")
             try:

@@ -217,7 +217,8 @@ def run_stream(
         row, cells = [], {}
         for j, prev in enumerate(order[: i + 1]):
             cfg_j = cfg.model_copy(update={"train": cfg.train_for(j)})
-            m = objective_for(stream, prev, method.task_net(prev), cfg_j).evaluate(TEST)
+            with torch.no_grad():
+                m = objective_for(stream, prev, method.task_net(prev), cfg_j).evaluate(TEST)
             row.append(float(m[task_metric(kinds[prev], cfg)]))
             cells[prev] = m
         entry = {

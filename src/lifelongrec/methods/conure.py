@@ -282,7 +282,8 @@ class Conure(SharedBackbone):
                 out[key] = v  # not prunable: trained by T1, then frozen
             else:
                 seen = visible(owner, k)
-                out[key] = v * seen
+                # where(), not v * seen: a hidden negative weight would leave -0.0, whose bytes differ
+                out[key] = torch.where(seen, v, torch.zeros((), dtype=v.dtype, device=v.device))
                 out["visible." + key] = seen.to(torch.uint8)
         return out
 
