@@ -157,3 +157,23 @@ def test_init_std_sets_every_weight_matrix():
                 assert p.abs().sum() == 0, pname
         normal_init(net, 0.5)
         assert abs(net.item_embedding.weight.std().item() - 0.5) < 0.05
+
+
+def test_tabular_encoder_speaks_the_encoder_protocol():
+    """Named-tensor batches let a tabular encoder stand where a sequence backbone stands: the same
+    heads and losses run on its user vectors."""
+    from lifelongrec.backbones.tabular import TabularEncoder
+    from lifelongrec.heads import BinaryHead
+    from lifelongrec.tasknet import TaskNet
+
+    torch.manual_seed(0)
+    enc = TabularEncoder([5, 3, 9], d=16)
+    batch = {"fields": torch.tensor([[1, 2, 3], [4, 0, 8]]), "target": torch.tensor([1, 0])}
+    assert enc.states(batch).shape == (2, 1, 16)
+    head = BinaryHead(16)
+    net = TaskNet(enc, head, torch.nn.ModuleDict({"enc": enc, "head": head}), list(enc.parameters()))
+    loss = head.loss(net.user_vectors(batch), batch["target"])
+    loss.backward()
+    assert all(p.grad is not None for p in enc.mlp.parameters())
+    with pytest.raises(ValueError, match=r"fields must be \[B, 3\]"):
+        enc.states({"fields": torch.zeros(2, 2, dtype=torch.long)})

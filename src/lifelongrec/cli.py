@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -135,7 +135,8 @@ def data_stats(
     if fmt in ("csv", "tsv", "parquet"):
         cols = Columns(user=user, item=item, timestamp=timestamp or None, rating=rating)
     try:
-        source = SourceConfig(path=str(path), format=fmt, columns=cols)
+        # any string the user typed: pydantic checks it (ValidationError below)
+        source = SourceConfig(path=str(path), format=cast(Any, fmt), columns=cols)
     except ValidationError as e:
         raise LifelongrecError(f"--format {fmt!r}: expected one of {FORMATS_HELP}") from e
     s = stats.store_stats(open_store(source, cache_root()))
@@ -312,6 +313,7 @@ def predict_cmd(
             raise LifelongrecError(f"--histories {histories}: file not found")
         lines = [ln.rstrip("\r\n").split("\t") for ln in histories.read_text(encoding="utf-8").splitlines()]
     else:
+        assert history is not None  # exactly one of --history and --histories (checked above)
         lines = [[h for x in history for h in x.split("\t")]]
     for n, ids in enumerate(lines, start=1):
         ids = [i for i in ids if i != ""]

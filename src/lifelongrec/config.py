@@ -141,60 +141,60 @@ class TaskConfig(Strict):
 
 class SequenceConfig(Strict):
     filter: Filter | None = None  # which events form the input sequence (ML: rating <= 3)
-    min_length: int = Field(5, ge=1)  # users with fewer input events are dropped from every task
-    max_length: int = Field(50, ge=1)  # the last max_length items are the model input
+    min_length: int = Field(default=5, ge=1)  # users with fewer input events are dropped from every task
+    max_length: int = Field(default=50, ge=1)  # the last max_length items are the model input
     # Items with fewer events (all events of kept users, any behaviour) leave the catalogue, the sequences
     # and the targets; users then shorter than min_length leave too, repeated until nothing changes (the
     # "5-core" of SASRec/BERT4Rec's ML-1M: min_item_count 5 gives their 3,416 items). 1 keeps every item.
-    min_item_count: int = Field(1, ge=1)
+    min_item_count: int = Field(default=1, ge=1)
 
 
 class BackboneConfig(Strict):
     """The sequence backbone (see backbones/)."""
 
     name: Literal["nextitnet", "sasrec"] = "nextitnet"
-    d: int = Field(64, ge=1)  # embedding size = hidden channels
-    dropout: float = Field(0.0, ge=0, lt=1)
+    d: int = Field(default=64, ge=1)  # embedding size = hidden channels
+    dropout: float = Field(default=0.0, ge=0, lt=1)
     # NextItNet: one residual block per dilation (two causal convs, dilation r and 2r), kernel size.
     dilations: list[int] = Field(default_factory=lambda: [1, 2, 4, 8] * 4)
-    kernel_size: int = Field(3, ge=2)
+    kernel_size: int = Field(default=3, ge=2)
     # SASRec: layers, heads, maximum positions.
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    inner_size: int | None = Field(None, ge=1)  # feed-forward width; None = d, as in the SASRec paper
-    max_length: int = Field(200, ge=1)
+    layers: int = Field(default=2, ge=1)
+    heads: int = Field(default=2, ge=1)
+    inner_size: int | None = Field(default=None, ge=1)  # feed-forward width; None = d, as in the SASRec paper
+    max_length: int = Field(default=200, ge=1)
     # SASRec block layout: "pre_ln" (x + Attn(LN(x)), then x + FFN(LN(x))) or "original", Kang and
     # McAuley's reference code (queries LN(x), keys/values x, residual from LN(x); then LN, FFN, residual).
     block: Literal["pre_ln", "original"] = "pre_ln"
     # None: item/position embeddings N(0, 1/d), PyTorch's default for the rest. A number: every weight
     # matrix N(0, init_std^2), biases zero (the SASRec PyTorch ports and RecBole use 0.02).
-    init_std: float | None = Field(None, gt=0)
+    init_std: float | None = Field(default=None, gt=0)
 
 
 class TrainConfig(Strict):
     """Training knobs, used by the training commands."""
 
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     seed: int = 0
-    patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
+    patience: int = Field(default=3, ge=1)  # epochs without a better validation metric before stopping
     # T1 loss: full softmax over all items, or sampled softmax with this fraction of items as negatives.
     loss: Literal["full", "sampled"] = "full"
     # Next-item training windows: only the last max_length items of each training sequence ("last",
     # as SASRec's own code), or the whole history cut into windows that overlap by one item, so every
     # item is a target exactly once per epoch ("all", the data RecBole's prefix samples cover).
     history: Literal["last", "all"] = "last"
-    sampled_fraction: float = Field(0.2, gt=0, le=1)
+    sampled_fraction: float = Field(default=0.2, gt=0, le=1)
     # Item recommendation tasks (T2, T3): Conure reports BPR with sampled negatives; full softmax is
     # the stronger and faster-converging choice here. Both are available.
     item_loss: Literal["full", "sampled", "bpr"] = "full"
-    eval_batch_size: int = Field(1024, ge=1)
+    eval_batch_size: int = Field(default=1024, ge=1)
     # Training batches are random, then sorted by length within groups of this many batches, so a batch
     # of similar lengths can drop its all-padding columns (faster). 1 = plain random batches: slower on
     # skewed lengths, but every batch mixes short and long histories.
-    length_buckets: int = Field(64, ge=1)
+    length_buckets: int = Field(default=64, ge=1)
     # Early stopping watches this validation metric (MRR@k, NDCG@k, HR@k; accuracy for classification).
     monitor: str = "MRR@5"
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20])

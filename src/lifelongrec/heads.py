@@ -9,11 +9,14 @@ own output matrix; `tie` makes it reuse the backbone's input embedding instead (
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .backbones import Backbone
 
 Loss = Literal["full", "sampled", "bpr"]
 
@@ -77,7 +80,7 @@ class ItemHead(nn.Module):
         return self.bpr_loss(h, target, gen)
 
 
-def next_item_head(backbone: nn.Module, n_items: int) -> ItemHead:
+def next_item_head(backbone: Backbone, n_items: int) -> ItemHead:
     """The head of a next-item task: tied to the input embedding where the backbone's paper does so."""
     tied = backbone.item_embedding if getattr(backbone, "ties_next_item_head", False) else None
     return ItemHead(backbone.item_embedding.embedding_dim, n_items, tied=tied)

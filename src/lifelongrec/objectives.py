@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -183,7 +183,7 @@ class TaskObjective(Objective):
 
     def _rank_items(self, split: int) -> dict:
         """Rank each target among the catalogue (exact by default) and summarise."""
-        es, head, tc = self.eval_sets[split], self.net.head, self.cfg.train
+        es, head, tc = self.eval_sets[split], cast(ItemHead, self.net.head), self.cfg.train
         gen = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(12345 + split)
         ranks = []
         starts = range(0, len(es.windows), tc.eval_batch_size)
@@ -232,7 +232,7 @@ class NextItemObjective(TaskObjective):
         inp, tgt = w[:, :-1], w[:, 1:]
         h = self.net.encoder.states({"items": inp})
         m = (inp > 0) & (tgt > 0)
-        loss = self.net.head.loss(h[m], tgt[m], self.cfg.train.loss, self.n_neg, gen)
+        loss = cast(ItemHead, self.net.head).loss(h[m], tgt[m], self.cfg.train.loss, self.n_neg, gen)
         return self._with_extra(loss, gen), m.sum()
 
     def evaluate(self, split: int) -> dict:
@@ -275,7 +275,7 @@ class ItemRecObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         u, t = self.net.user_vectors(batch), batch["target"]
-        loss = self.net.head.loss(u[batch["target_row"]], t, self.cfg.train.item_loss, self.n_neg, gen)
+        loss = cast(ItemHead, self.net.head).loss(u[batch["target_row"]], t, self.cfg.train.item_loss, self.n_neg, gen)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
@@ -298,7 +298,7 @@ class ClassifyObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         t = batch["target"]
-        loss = self.net.head.loss(self.net.user_vectors(batch), t)
+        loss = cast(ClassHead, self.net.head).loss(self.net.user_vectors(batch), t)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
@@ -324,7 +324,7 @@ class BinaryObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         t = batch["target"]
-        loss = self.net.head.loss(self.net.user_vectors(batch), t)
+        loss = cast(BinaryHead, self.net.head).loss(self.net.user_vectors(batch), t)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:

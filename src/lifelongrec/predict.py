@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,6 +26,7 @@ from .backbones import build_backbone
 from .config import BackboneConfig
 from .device import resolve_device
 from .errors import LifelongrecError
+from .heads import ItemHead
 from .methods import LoadedBase, method_class
 from .runner import read_run_json
 from .tasknet import TaskNet
@@ -138,7 +140,8 @@ class Predictor:
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
         ids, unknown = self._ids(history)
         u = m.user_vectors({"items": ids})[0]
-        scores = m.head.items @ u + m.head.bias
+        head = cast(ItemHead, m.head)
+        scores = head.items @ u + head.bias
         scores[0] = -torch.inf
         if exclude_seen:
             scores[ids[0]] = -torch.inf

@@ -47,6 +47,7 @@ from .errors import ConfigError, LifelongrecError
 from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .methods import TaskInfo, build_method
 from .objectives import objective_class, objective_for
+from .tasknet import TaskNet
 
 RUN_VERSION = FORMAT_VERSION
 logger = logging.getLogger("lifelongrec")
@@ -165,6 +166,7 @@ def run_stream(
         method.load_extra_state(done["method"])
         log(f"resumed {out}: {len(done['rows'])} of {len(order)} tasks already learned")
 
+    net: TaskNet | None  # a task's network, then each further phase's (None when the task is learned)
     for i in range(len(done["rows"]), len(order)):
         name = order[i]
         info = TaskInfo(name, kinds[name], i)

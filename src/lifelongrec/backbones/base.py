@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ class View:
     def weight(self, module: nn.Module) -> torch.Tensor:
         """The weight `module` computes with under this view (its own unless replaced)."""
         if self.weights is not None:
-            w = self.weights.get(module.path + ".weight")  # type: ignore[operator]
+            w = self.weights.get(cast(str, module.path) + ".weight")  # `path`: set by Backbone.name_modules
             if w is not None:
                 return w
         return module.weight  # type: ignore[return-value]
@@ -83,6 +84,11 @@ class Backbone(nn.Module):
 
     def user_vector(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
         return self.encode(items, view)[:, -1]
+
+    @property
+    def n_blocks(self) -> int:  # pragma: no cover
+        """Residual blocks, each with a patchable branch (View.patches is keyed by their index)."""
+        raise NotImplementedError
 
     @staticmethod
     def patch(view: View, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ wrong separator) are caught here, from the first line, before any scan runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def _csv_scan(
     header: bool,
     encoding: str = "utf-8",
     names: list[str] | None = None,
-    varchar: list[str] = (),
+    varchar: Sequence[str] = (),
 ) -> str:
     opts = [
         f"sep={_q(sep)}",
@@ -215,6 +216,7 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
         scan = _delimited(got.interactions, "\t", cols, recbole=True)
         profile = _delimited_profile(got.users, "\t", "user_id", None, recbole=True)
         return scan, profile, got.hashes
+    assert source.path is not None  # SourceConfig requires exactly one of dataset and path
     fmt, path = source.format, _require(source.path)
     if fmt == "grouplens":
         scan, profile = _grouplens(path, source.columns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 
 def stream_stats(stream: Stream) -> dict:
     L = stream.config.sequence.max_length
-    out = {
+    out: dict[str, Any] = {
         "name": stream.config.name,
         "users": len(stream.users),
         "users_dropped_short": stream.manifest.get("users_dropped_short"),
@@ -107,7 +108,7 @@ def format_stream_stats(s: dict) -> str:
 
 def store_stats(store: InteractionStore) -> dict:
     lengths = store.lengths()
-    out = {
+    out: dict[str, Any] = {
         "file": store.meta.get("file"),
         "events": store.n_events,
         "users": store.n_users,
@@ -118,6 +119,8 @@ def store_stats(store: InteractionStore) -> dict:
         "values": {},
         "labels": {},
     }
+    uniq: np.ndarray | list[str]  # distinct values and their counts (lists: a label no user has)
+    cnt: np.ndarray | list[int]
     for name, v in store.values.items():
         uniq, cnt = np.unique(v[~np.isnan(v)], return_counts=True)
         out["values"][name] = (

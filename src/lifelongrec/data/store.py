@@ -18,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -49,6 +50,13 @@ def _sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple | None:
     while a result is still open."""
     rows = con.execute(sql).fetchall()
     return rows[0] if rows else None
+
+
+def _value(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The first value of a query that always returns a row (an aggregate such as count(*))."""
+    row = _sql(con, sql)
+    assert row is not None
+    return row[0]
 
 
 # ------------------------------------------------------------------ diagnosing bad rows
@@ -173,6 +181,7 @@ def ingest(
         con = connect(tmp, memory_limit)
         numeric = ([scan.timestamp] if scan.timestamp else []) + scan.values
         row = scan.col(scan.row_column) if scan.row_column else "NULL::BIGINT"
+        assert scan.item is not None  # an interaction scan always names its item column
         try:
             ts = _timestamp_expr(con, scan)
             label_exprs = [f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}" for i, c in enumerate(scan.labels)]
@@ -194,7 +203,7 @@ def ingest(
         except duckdb.Error as e:
             raise _explain_failure(con, scan, numeric, e) from None
         _check_nulls(con, scan, {"user": "u", "item": "i", **({"timestamp": "t"} if scan.timestamp else {})})
-        n = _sql(con, "SELECT count(*) FROM raw")[0]
+        n = _value(con, "SELECT count(*) FROM raw")
         if n == 0:
             raise DataError("no data rows", file=scan.file, expected="at least one interaction")
         bar.update()
@@ -227,7 +236,7 @@ def ingest(
         ties = 0
         if scan.timestamp is not None:
             # Each group of k events sharing (user, timestamp) holds k - 1 ties: n - #distinct pairs.
-            ties = n - _sql(con, "SELECT count(*) FROM (SELECT DISTINCT u, t FROM raw)")[0]
+            ties = n - _value(con, "SELECT count(*) FROM (SELECT DISTINCT u, t FROM raw)")
         counts = con.sql(
             "SELECT uvoc.uidx, uvoc.u, count(raw.u) FROM uvoc LEFT JOIN raw USING (u) GROUP BY ALL ORDER BY uvoc.uidx"
         ).to_arrow_table()
@@ -239,7 +248,7 @@ def ingest(
             label_tables["interactions"] = con.sql(
                 f"SELECT uvoc.uidx, {sel} FROM raw JOIN uvoc USING (u) GROUP BY uvoc.uidx ORDER BY 1"
             ).to_arrow_table()
-        profile_meta = {}
+        profile_meta: dict = {}
         if profile is not None:
             label_tables["profile"], profile_meta = _ingest_profile(con, profile)
         users = pa.table({"user": counts.column(1).cast(pa.string()), "events": counts.column(2).cast(pa.int64())})
@@ -294,10 +303,10 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
         )
     cols = ", ".join(f'prof."{c}"' for c in p.labels)
     table = con.sql(f"SELECT uvoc.uidx, {cols} FROM prof JOIN uvoc USING (u) ORDER BY 1").to_arrow_table()
-    unmatched = _sql(con, "SELECT count(*) FROM prof ANTI JOIN uvoc USING (u)")[0]
+    unmatched = _value(con, "SELECT count(*) FROM prof ANTI JOIN uvoc USING (u)")
     return table, {
         "profile_file": str(p.file),
-        "profile_rows": _sql(con, "SELECT count(*) FROM prof")[0],
+        "profile_rows": _value(con, "SELECT count(*) FROM prof"),
         "profile_users_without_events": int(unmatched),
     }
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -272,7 +272,7 @@ class BackbonePerTask(Method):
         self.freeze(self.backbones[task.name])
 
     def task_net(self, task: str) -> TaskNet:
-        return self.net(SequenceEncoder(self.backbones[task]), self.heads[task], module=self.module())
+        return self.net(SequenceEncoder(cast(Backbone, self.backbones[task])), self.heads[task], module=self.module())
 
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbones": self.backbones, "heads": self.heads})

@@ -27,6 +27,7 @@ what it reads (the weights with owner <= its index), so later tasks leave it val
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 import torch
 from pydantic import Field, field_validator
@@ -128,6 +129,7 @@ class RestoreOthers(Callback):
 class Conure(SharedBackbone):
     name = "conure"
     Settings = ConureSettings
+    settings: ConureSettings
     report_phases = {"conure_minus": "before pruning"}
 
     def __init__(self, cfg, stream) -> None:
@@ -141,10 +143,10 @@ class Conure(SharedBackbone):
     @staticmethod
     def prunable(backbone: Backbone, prune_embedding: bool) -> dict[str, nn.Parameter]:
         kinds = (CausalConv1d, nn.Linear)
-        mods = [m for m in backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
+        mods: list[nn.Module] = [m for m in backbone.modules() if isinstance(m, kinds) and hasattr(m, "weight")]
         if prune_embedding:
             mods.append(backbone.item_embedding)
-        return {m.path + ".weight": m.weight for m in mods}
+        return {cast(str, m.path) + ".weight": cast(nn.Parameter, m.weight) for m in mods}
 
     def _weights(self) -> dict[str, nn.Parameter]:
         return self.prunable(self.backbone, self.settings.prune_embedding)

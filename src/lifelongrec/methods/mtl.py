@@ -40,6 +40,7 @@ class JointT1Loss(Callback):
 class MTL(BackbonePerTask):
     name = "mtl"
     Settings = MTLSettings
+    settings: MTLSettings
 
     def __init__(self, cfg, stream) -> None:
         super().__init__(cfg, stream)

@@ -10,7 +10,8 @@ with no forgetting. A task's patches travel with its calls (`View.patches`), nev
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ def _patches(d: int, blocks: int, s: PeterRecSettings) -> nn.ModuleDict:
 class PeterRec(SharedBackbone):
     name = "peterrec"
     Settings = PeterRecSettings
+    settings: PeterRecSettings
 
     def __init__(self, cfg, stream) -> None:
         super().__init__(cfg, stream)
@@ -58,7 +60,7 @@ class PeterRec(SharedBackbone):
     def _encoder(self, task: str) -> SequenceEncoder:
         if task not in self.patches:  # T1: the plain backbone
             return SequenceEncoder(self.backbone)
-        return SequenceEncoder(self.backbone, View(patches=self.patches[task]))
+        return SequenceEncoder(self.backbone, View(patches=cast(Mapping[str, Patch], self.patches[task])))
 
     def before_task(self, task: TaskInfo):
         if task.index == 0:
@@ -92,4 +94,4 @@ class PeterRec(SharedBackbone):
         s = PeterRecSettings.model_validate(config["settings"])
         p = _patches(base.backbone.d, base.backbone.n_blocks, s)
         p.load_state_dict(sd)
-        return View(patches=p.to(device).eval())
+        return View(patches=cast(Mapping[str, Patch], p.to(device).eval()))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from ..backbones import Backbone
 from ..config import MethodSettings
 from .base import BackbonePerTask, TaskInfo
 
@@ -18,7 +21,7 @@ class STL(BackbonePerTask):
     def before_task(self, task: TaskInfo):
         if task.index == 0:
             return self.own_net(task, self.fresh_backbone(0))
-        copy = self.copy_of(self.backbones[self.learned[0]])
+        copy = self.copy_of(cast(Backbone, self.backbones[self.learned[0]]))
         for p in copy.parameters():
             p.requires_grad_(True)
         return self.own_net(task, copy)

@@ -1,0 +1,54 @@
+"""Regression pins of every method's accuracy matrix, recorded with the code before the method-contract
+redesign (bench/pin_matrices.py record, same seeds): the redesign must reproduce them exactly.
+
+The synthetic pins run in seconds; the ML-100K pins (2 epochs per task, one thread) are real-data
+tests, skipped when the data cannot be fetched. Rerun by hand: python bench/pin_matrices.py check FILE
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synthetic import synthetic_config
+
+from lifelongrec.config import load_config
+from lifelongrec.errors import FetchError
+from lifelongrec.runner import run_stream
+
+PINS = Path(__file__).parent / "pins"
+
+
+def _matrix(run: Path) -> list[list[float]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    order = [r["task"] for r in rows]
+    metric = {r["task"]: r["metric"] for r in rows}
+    return [[float(r["test_after"][t][metric[t]]) for t in order[: i + 1]] for i, r in enumerate(rows)]
+
+
+def _check(pin: dict, cfg, tmp_path: Path) -> None:
+    for method, want in pin["matrices"].items():
+        run_stream(cfg, method, tmp_path / method, log=lambda *_: None)
+        assert _matrix(tmp_path / method) == want, method  # exactly: same seeds, same arithmetic
+
+
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+def test_synthetic_matrices_are_unchanged(tmp_path, backbone):
+    pin = json.loads((PINS / f"synthetic_{backbone}.json").read_text())
+    assert pin["synthetic"] == backbone
+    cfg = load_config(synthetic_config(tmp_path / "data", backbone), pin["set"])
+    _check(pin, cfg, tmp_path)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+def test_ml100k_matrices_are_unchanged(tmp_path, backbone):
+    from lifelongrec.data.sources import fetch
+
+    try:
+        fetch("ml-100k", quiet=True)
+    except FetchError as e:
+        pytest.skip(f"cannot fetch ml-100k: {e}")
+    pin = json.loads((PINS / f"ml100k_{backbone}.json").read_text())
+    _check(pin, load_config(pin["config"], pin["set"]), tmp_path)
