@@ -318,3 +318,13 @@ def test_a_run_folder_of_the_old_layout(runs, tmp_path):
     f.write_text(json.dumps({**json.loads(f.read_text()), "version": 1}))
     line = _cli_error(d)
     assert "run format 1" in line and "reads run format 2" in line
+
+
+@pytest.mark.parametrize("method", ["conure", "peterrec", "stl"])
+def test_a_stream_may_start_with_a_profile_task(tmp_path, method):
+    """The first task need not be next-item prediction (MPT-Rec's streams start with labelled tasks)."""
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    s = run_stream(cfg, method, tmp_path / "run", order=["T3", "T1", "T2"], **QUIET)
+    assert s["tasks"] == ["T3", "T1", "T2"] and s["metrics"][0] == "accuracy"
+    p = Predictor(tmp_path / "run")
+    assert p.classify("T3", ["i1", "i2"])["class"] in ("M", "F") and len(p.recommend("T1", ["i1"], k=3)["items"]) == 3

@@ -126,3 +126,18 @@ def check_base_fingerprint(folder: Path, config: dict, reads: dict[str, torch.Te
             f"{str(config.get('base_fingerprint'))[:12]}..., the loaded base gives {got[:12]}...): "
             "load it with the base it was learned on"
         )
+
+
+def read_run_json(out: Path) -> dict:
+    """run.json of a run folder in this lifelongrec's format (a clear error for any other)."""
+    f = out / "run.json"
+    if not f.is_file():
+        raise LifelongrecError(f"{out}: not a stream run folder (no run.json)")
+    run = json.loads(f.read_text())
+    if run.get("version") != FORMAT_VERSION:
+        raise LifelongrecError(
+            f"{f}: run format {run.get('version')}, this lifelongrec reads run format {FORMAT_VERSION} "
+            "(format 1 stored a whole artifact per task in tasks/<T>/; format 2 stores base/ once and "
+            "adapters/<T>/): rerun the stream with this version"
+        )
+    return run

@@ -250,7 +250,7 @@ def stream_run(
         if not cfg_file.is_file():
             raise LifelongrecError(f"--resume {resume}: no config.json (not a stream run folder)")
         cfg = StreamConfig.model_validate(json.loads(cfg_file.read_text()))
-        from .runner import read_run_json
+        from .adapters import read_run_json
 
         run = read_run_json(resume)
         method, order_list, out = run["method"], run["order"], resume

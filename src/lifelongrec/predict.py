@@ -21,14 +21,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from .adapters import check_base_fingerprint, read_adapter, read_base
+from .adapters import check_base_fingerprint, read_adapter, read_base, read_run_json
 from .backbones import build_backbone
 from .config import BackboneConfig
 from .device import resolve_device
 from .errors import LifelongrecError
 from .heads import ItemHead
 from .methods import LoadedBase, method_class
-from .runner import read_run_json
 from .tasknet import TaskNet
 
 

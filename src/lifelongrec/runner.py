@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .adapters import FORMAT_VERSION, write_adapter, write_base
+from .adapters import FORMAT_VERSION, read_run_json, write_adapter, write_base
 from .artifacts import state_fingerprint
 from .config import StreamConfig, TaskConfig
 from .continual import summary as continual_summary
@@ -333,21 +333,6 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
         sizes[task] = {"adapter_bytes": _nbytes(tensors), "adapter_file_bytes": written["bytes"]}
     sizes["_base"] = {"base_bytes": _nbytes(base), "base_file_bytes": base_info["bytes"]}
     return sizes
-
-
-def read_run_json(out: Path) -> dict:
-    """run.json of a run folder in this lifelongrec's format (a clear error for any other)."""
-    f = out / "run.json"
-    if not f.is_file():
-        raise LifelongrecError(f"{out}: not a stream run folder (no run.json)")
-    run = json.loads(f.read_text())
-    if run.get("version") != RUN_VERSION:
-        raise LifelongrecError(
-            f"{f}: run format {run.get('version')}, this lifelongrec reads run format {RUN_VERSION} "
-            "(format 1 stored a whole artifact per task in tasks/<T>/; format 2 stores base/ once and "
-            "adapters/<T>/): rerun the stream with this version"
-        )
-    return run
 
 
 def add_task(out: Path, task: TaskConfig | str, log=logger.info) -> dict:

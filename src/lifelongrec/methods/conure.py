@@ -297,10 +297,6 @@ class Conure(SharedBackbone):
         return View(weights={n: weights[n].detach() * visible(o.to(device), k) for n, o in owners.items()})
 
     @classmethod
-    def load_head(cls, config: dict, tensors: dict, backbone: Backbone, device) -> nn.Module:
-        return super().load_head(config, tensors, backbone, device)
-
-    @classmethod
     def load_adapter(cls, base: LoadedBase, config: dict, tensors: dict, device):
         net = super().load_adapter(base, config, tensors, device)
         view = net.encoder.view()
