@@ -328,7 +328,7 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
         config["metrics"] = latest[task]
-        tensors = method.adapter_tensors(task)
+        tensors = method.export(task)
         written = write_adapter(out / "adapters" / task, tensors, config)
         sizes[task] = {"adapter_bytes": _nbytes(tensors), "adapter_file_bytes": written["bytes"]}
     sizes["_base"] = {"base_bytes": _nbytes(base), "base_file_bytes": base_info["bytes"]}

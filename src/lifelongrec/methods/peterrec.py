@@ -80,8 +80,8 @@ class PeterRec(SharedBackbone):
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads, "patches": self.patches})
 
-    def adapter_tensors(self, task: str) -> dict[str, torch.Tensor]:
-        out = super().adapter_tensors(task)
+    def export(self, task: str) -> dict[str, torch.Tensor]:
+        out = super().export(task)
         if task in self.patches:
             out.update(prefixed("patches", self.patches[task]))
         return out
