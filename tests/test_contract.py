@@ -231,7 +231,7 @@ def _cli_error(d: Path, task: str = "T2") -> str:
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "lifelongrec.cli", "predict", str(d), "--task", task, "--history", "i1\ti2"],
+        [sys.executable, "-m", "lifelongrec.cli", "predict", str(d), "--task", task, "i1", "i2"],
         capture_output=True,
         text=True,
     )

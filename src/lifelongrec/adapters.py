@@ -27,7 +27,7 @@ from safetensors.torch import save as save_bytes
 
 from .artifacts import state_fingerprint
 from .errors import LifelongrecError
-from .fsutil import sha256_bytes, write_bytes_atomic, write_json_atomic
+from .fsutil import read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 FORMAT_VERSION = 2  # of base/ and adapters/; run format 1 kept a whole artifact per task in tasks/<T>/
 
@@ -45,7 +45,7 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
 
 def _write_json_if_changed(path: Path, obj: dict) -> None:
     text = json.dumps(obj, indent=2) + "\n"
-    if not (path.is_file() and path.read_text() == text):
+    if not (path.is_file() and path.read_bytes() == text.encode("utf-8")):
         write_json_atomic(path, obj)
 
 
@@ -74,14 +74,7 @@ def write_adapter(folder: Path, tensors: dict[str, torch.Tensor], config: dict[s
 
 
 def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise LifelongrecError(f"{path}: missing (expected the {what} of a lifelongrec run)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LifelongrecError(f"{path}: not valid JSON ({e}); expected the {what}") from None
-    if not isinstance(meta, dict):
-        raise LifelongrecError(f"{path}: expected a JSON object (the {what})")
+    meta = read_json(path, f"the {what} of a lifelongrec run")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         newer = isinstance(version, int) and version > FORMAT_VERSION
@@ -131,9 +124,14 @@ def check_base_fingerprint(folder: Path, config: dict, reads: dict[str, torch.Te
 def read_run_json(out: Path) -> dict:
     """run.json of a run folder in this lifelongrec's format (a clear error for any other)."""
     f = out / "run.json"
+    if not out.is_dir():
+        raise LifelongrecError(f"{out}: not a folder (expected a stream run folder)")
     if not f.is_file():
         raise LifelongrecError(f"{out}: not a stream run folder (no run.json)")
-    run = json.loads(f.read_text())
+    run = read_json(f, "a stream run's run.json")
+    missing = [k for k in ("method", "order", "vocab_hash") if k not in run]
+    if run.get("version") == FORMAT_VERSION and (missing or not isinstance(run.get("order"), list)):
+        raise LifelongrecError(f"{f}: not a complete run description (missing or bad: {missing or ['order']})")
     if run.get("version") != FORMAT_VERSION:
         raise LifelongrecError(
             f"{f}: run format {run.get('version')}, this lifelongrec reads run format {FORMAT_VERSION} "

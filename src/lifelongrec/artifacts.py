@@ -8,7 +8,6 @@ the weights' hash before building anything.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from safetensors.torch import load, save
 from . import __version__
 from .config import BackboneConfig
 from .errors import LifelongrecError
-from .fsutil import sha256_bytes, write_bytes_atomic, write_json_atomic
+from .fsutil import read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 FORMAT_VERSION = 1
 
@@ -64,7 +63,7 @@ def read_backbone_meta(path: Path) -> dict[str, Any]:
     mf = path / "backbone.json"
     if not mf.is_file():
         raise LifelongrecError(f"{path}: no backbone.json (expected a folder written by `lifelongrec pretrain`)")
-    meta = json.loads(mf.read_text())
+    meta = read_json(mf, "the description of a `lifelongrec pretrain` backbone")
     if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != "backbone":
         raise LifelongrecError(f"{mf}: not a backbone artifact of format {FORMAT_VERSION}")
     return meta
@@ -77,12 +76,15 @@ def load_backbone(path: Path):
 
     meta = read_backbone_meta(path)
     blob = (path / "backbone.safetensors").read_bytes()
-    if sha256_bytes(blob) != meta["weights_sha256"]:
+    if sha256_bytes(blob) != meta.get("weights_sha256"):
         raise LifelongrecError(f"{path}/backbone.safetensors: sha256 differs from backbone.json (corrupt or replaced)")
-    tensors = load(blob)
-    cfg = BackboneConfig.model_validate(meta["model"])
-    backbone = build_backbone(cfg, meta["n_items"])
-    backbone.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")})
-    head = ItemHead(cfg.d, meta["n_items"], tied=backbone.item_embedding if meta.get("tied_head") else None)
-    head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    try:
+        tensors = load(blob)
+        cfg = BackboneConfig.model_validate(meta["model"])
+        backbone = build_backbone(cfg, meta["n_items"])
+        backbone.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")})
+        head = ItemHead(cfg.d, meta["n_items"], tied=backbone.item_embedding if meta.get("tied_head") else None)
+        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise LifelongrecError(f"{path}: backbone.json and backbone.safetensors do not fit together ({e})") from None
     return backbone.eval(), head.eval(), meta

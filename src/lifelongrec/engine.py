@@ -24,14 +24,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 from torch import nn
 from tqdm import tqdm
 
 from .config import TrainConfig
 from .device import generator, resolve_device
-from .errors import ConfigError
-from .fsutil import atomic_directory, write_json_atomic, write_text_atomic
+from .errors import ConfigError, LifelongrecError
+from .fsutil import atomic_directory, sha256_bytes, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger("lifelongrec")
 
@@ -130,18 +132,45 @@ def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
 
 
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write a safetensors file atomically; return its sha256 (recorded beside it, checked on load)."""
+    blob = save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    write_bytes_atomic(path, blob)
+    return sha256_bytes(blob)
+
+
+def load_tensors(path: Path, sha256: str | None, device: torch.device, remedy: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file written by save_tensors, verified against its recorded sha256: a damaged
+    or truncated file is a one-line error naming it and saying what to do (`remedy`)."""
+    try:
+        blob = path.read_bytes()
+    except OSError as e:
+        raise LifelongrecError(f"{path}: cannot be read ({e.strerror}); {remedy}") from None
+    if sha256 is not None and sha256_bytes(blob) != sha256:
+        raise LifelongrecError(f"{path}: damaged or truncated (sha256 differs from the one recorded); {remedy}")
+    try:
+        return {k: v.to(device) for k, v in load_bytes(blob).items()}
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise LifelongrecError(f"{path}: not a readable safetensors file ({e}); {remedy}") from None
+
+
 def save_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
     with atomic_directory(path) as d:
-        save_file(_state_tensors(module), d / "model.safetensors")
+        model_sha = save_tensors(d / "model.safetensors", _state_tensors(module))
         opt_t, opt_meta = _optimizer_tensors(opt)
-        save_file(opt_t, d / "optimizer.safetensors")
-        write_json_atomic(d / "state.json", {**state, "optimizer": opt_meta})
+        opt_sha = save_tensors(d / "optimizer.safetensors", opt_t)
+        write_json_atomic(d / "state.json", {**state, "optimizer": opt_meta, "sha256": [model_sha, opt_sha]})
 
 
 def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, device: torch.device) -> dict:
-    module.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
-    state = json.loads((path / "state.json").read_text())
-    _load_optimizer(opt, load_file(path / "optimizer.safetensors", device=str(device)), state.pop("optimizer"))
+    remedy = f"delete {path} to train this task again from its start"
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise LifelongrecError(f"{path / 'state.json'}: missing or not valid JSON; {remedy}") from None
+    model_sha, opt_sha = state.pop("sha256", [None, None])  # checkpoints from before hashes were recorded
+    module.load_state_dict(load_tensors(path / "model.safetensors", model_sha, device, remedy))
+    _load_optimizer(opt, load_tensors(path / "optimizer.safetensors", opt_sha, device, remedy), state.pop("optimizer"))
     return state
 
 
@@ -243,7 +272,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
         score = valid.get(obj.monitor, float("nan"))
         improved = _better(score, state["best"])
         if improved:
-            save_file(_state_tensors(module), best_path)
+            state["best_sha256"] = save_tensors(best_path, _state_tensors(module))
             state.update(best=score, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
@@ -268,7 +297,13 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
             f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
         )
-    module.load_state_dict(load_file(best_path, device=str(device)))
+    if state["best_epoch"] < 1:
+        raise LifelongrecError(
+            f"{run_dir}: no epoch gave a valid {obj.monitor} on the validation split (NaN every time): "
+            "nothing to keep; check the task's validation examples"
+        )
+    remedy = f"delete {run_dir} to train this task again from its start"
+    module.load_state_dict(load_tensors(best_path, state.get("best_sha256"), device, remedy))
     module.eval()
     with torch.no_grad():
         test = obj.evaluate(TEST)

@@ -96,3 +96,69 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     _fsync_dir(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str | Path, what: str = "folder") -> Iterator[Path]:
+    """Hold an exclusive, non-blocking lock on `folder` (a `.lock` file inside it, flock'ed) for the
+    block. A second process gets a LifelongrecError naming the holder's pid instead of mixing its
+    writes with the first one's. The lock dies with its process (kill -9 included), so a stale
+    `.lock` file never blocks anybody."""
+    import fcntl
+
+    from .errors import LifelongrecError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise LifelongrecError(
+                f"{folder}: this {what} is in use by another lifelongrec process (pid {holder}); wait for it "
+                "to finish or use another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def clean_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what an interrupted atomic write left behind in `folder` (recursively): `.<name>.*.tmp`
+    files and directories and `.<name>.old-<pid>` directories. Call it only while holding the folder's
+    lock, so no live writer's temporary is touched."""
+    removed = []
+    for p in Path(folder).rglob(".*"):
+        name = p.name
+        if (name.endswith(".tmp") or ".old-" in name) and p.exists():
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            removed.append(p)
+    return removed
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON object from `path`, or a one-line LifelongrecError naming the file and saying what it should
+    be (`what`), for a missing file, bytes that are not UTF-8 JSON, or JSON that is not an object."""
+    from .errors import LifelongrecError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LifelongrecError(f"{path}: missing (expected {what})") from None
+    except IsADirectoryError:
+        raise LifelongrecError(f"{path}: is a folder (expected {what})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LifelongrecError(f"{path}: not valid JSON ({e}); expected {what}") from None
+    if not isinstance(data, dict):
+        raise LifelongrecError(f"{path}: expected a JSON object ({what})")
+    return data

@@ -28,6 +28,7 @@ from .data.batches import history_windows, sort_by_length, trim_left, windows
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
 from .device import resolve_device
 from .engine import Objective
+from .errors import ConfigError
 from .heads import BinaryHead, ClassHead, ItemHead
 from .metrics import accuracy, auc, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
 from .tasknet import Batch, TaskNet
@@ -102,6 +103,20 @@ class TaskObjective(Objective):
             self.eval_sets[split] = EvalSet(
                 w[order], td.target[m][order].astype(np.int64), td.user[m][order], td.end[m][order]
             )
+
+    def require_examples(self) -> None:
+        """Refuse to train on nothing: a task needs training examples, and validation examples because
+        early stopping watches them (a split like [0, 0, 1] would otherwise "train" and exit 0)."""
+        n_train, n_valid = len(self.train_w), len(self.eval_sets[VALID].windows)
+        if n_train and n_valid:
+            return
+        task = next(t for t in self.cfg.tasks if t.name == self.td.name)
+        fractions = list(self.cfg.split_for(task).fractions)
+        raise ConfigError(
+            f"task {self.td.name}: {n_train} training and {n_valid} validation examples (split fractions "
+            f"{fractions}); training needs both (early stopping watches validation): give the train and "
+            "valid fractions more weight"
+        )
 
     def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Training windows and targets: one window per example."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -41,7 +42,10 @@ class Predictor:
         items_file = self.run / "items.parquet"
         if not items_file.is_file():
             raise LifelongrecError(f"{self.run}: items.parquet is missing (the run's item vocabulary)")
-        ext = pq.read_table(items_file).column("item").to_pylist()
+        try:
+            ext = pq.read_table(items_file).column("item").to_pylist()
+        except (pa.ArrowException, KeyError, OSError) as e:
+            raise LifelongrecError(f"{items_file}: not the run's item vocabulary (damaged: {e})") from None
         self.items = np.array(["", *ext], dtype=object)
         self.index = {x: i + 1 for i, x in enumerate(ext)}
         self._lock = threading.Lock()  # guards loading only; inference runs unlocked

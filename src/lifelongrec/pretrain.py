@@ -19,6 +19,7 @@ from .config import StreamConfig
 from .data.stream import Stream
 from .device import resolve_device
 from .engine import fit, resume_key
+from .fsutil import clean_stale_temporaries, exclusive_lock
 from .heads import ItemHead, next_item_head
 from .objectives import NextItemObjective
 from .tasknet import SequenceEncoder, TaskNet
@@ -44,6 +45,7 @@ def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = No
     task = task or next(t.name for t in cfg.tasks if t.kind == "next_item")
     backbone, head = build_t1(cfg, stream)
     obj = NextItemObjective(stream, task, t1_net(backbone, head), cfg)
+    obj.require_examples()
     n_params = sum(p.numel() for p in obj.trainable())
     log(
         f"pretraining {cfg.model.name} on {cfg.name}/{task}: {n_params:,} parameters, "
@@ -57,23 +59,25 @@ def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = No
         vocab_hash=stream.manifest["vocab_hash"],
         sequence=cfg.sequence.model_dump(mode="json", by_alias=True),
     )
-    res = fit(obj, cfg.train, out / "train", log=log, key=key)
-    meta = {
-        "task": task,
-        "stream": cfg.name,
-        "model": cfg.model.model_dump(mode="json"),
-        "n_items": stream.n_items,
-        "tied_head": head.tied,
-        "vocab_hash": stream.manifest["vocab_hash"],
-        "max_length": cfg.sequence.max_length,
-        "parameters": n_params,
-        "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run,
-        "valid": res.best_valid,
-        "test": res.test,
-        "train_seconds": round(res.train_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - t0, 2),
-        "config": cfg.model_dump(mode="json", by_alias=True),
-    }
-    save_backbone(out, backbone, head, meta)
+    with exclusive_lock(out, "pretrain folder"):
+        clean_stale_temporaries(out)
+        res = fit(obj, cfg.train, out / "train", log=log, key=key)
+        meta = {
+            "task": task,
+            "stream": cfg.name,
+            "model": cfg.model.model_dump(mode="json"),
+            "n_items": stream.n_items,
+            "tied_head": head.tied,
+            "vocab_hash": stream.manifest["vocab_hash"],
+            "max_length": cfg.sequence.max_length,
+            "parameters": n_params,
+            "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run,
+            "valid": res.best_valid,
+            "test": res.test,
+            "train_seconds": round(res.train_seconds, 2),
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+            "config": cfg.model_dump(mode="json", by_alias=True),
+        }
+        save_backbone(out, backbone, head, meta)
     return meta

@@ -14,33 +14,84 @@ import math
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import LifelongrecError
-from .fsutil import write_text_atomic
+from .fsutil import read_json, write_text_atomic
 
 
-def read_run(path: Path) -> dict:
+class RunSummary(BaseModel):
+    """The part of summary.json a report reads (extra keys are kept, missing or mistyped ones refused)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    tasks: list[str]
+    metrics: list[str]
+    forgetting: list[float | None]
+    bwt: float | None
+    complete: bool
+    backbones_stored: int
+    trainable_parameters: list[int]
+    added_bytes: list[int]
+    train_seconds: list[float]
+
+
+def _matrix(path: Path) -> tuple[list[str], np.ndarray]:
     try:
-        summary = json.loads((path / "summary.json").read_text())
-        run = json.loads((path / "run.json").read_text())
-        rows = list(csv.reader((path / "matrix.csv").read_text().splitlines()))
-    except FileNotFoundError as e:
-        raise LifelongrecError(f"{path}: not a stream run folder ({Path(e.filename).name} is missing)") from None
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except UnicodeDecodeError:
+        raise LifelongrecError(f"{path}: not UTF-8 text (expected the accuracy matrix CSV)") from None
+    if not rows or rows[0][:1] != ["after"]:
+        raise LifelongrecError(f"{path}: expected a header row 'after,<task>,...' (the accuracy matrix)")
     order = rows[0][1:]
     R = np.full((len(rows) - 1, len(order)), math.nan)
     for i, r in enumerate(rows[1:]):
+        if len(r) != len(order) + 1:
+            raise LifelongrecError(f"{path}: line {i + 2}: {len(r)} cells, expected {len(order) + 1}")
         for j, v in enumerate(r[1:]):
             if v != "":
-                R[i, j] = float(v)
+                try:
+                    R[i, j] = float(v)
+                except ValueError:
+                    raise LifelongrecError(f"{path}: line {i + 2}: cell {v[:40]!r} is not a number") from None
+    return order, R
+
+
+def read_run(path: Path) -> dict:
+    if not path.is_dir():
+        raise LifelongrecError(f"{path}: not a folder (expected a stream run folder)")
+    for name in ("summary.json", "run.json", "matrix.csv"):
+        if not (path / name).is_file():
+            raise LifelongrecError(f"{path}: not a stream run folder ({name} is missing)")
+    raw = read_json(path / "summary.json", "a stream run's summary.json")
+    try:
+        RunSummary.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise LifelongrecError(f"{path / 'summary.json'}: {where}: {err['msg']}") from None
+    summary = raw
+    run = read_json(path / "run.json", "a stream run's run.json")
+    order, R = _matrix(path / "matrix.csv")
+    n = len(summary["tasks"])
+    if R.shape[0] != n or order[:n] != summary["tasks"]:
+        raise LifelongrecError(
+            f"{path}: matrix.csv ({R.shape[0]} rows, tasks {order}) and summary.json (tasks {summary['tasks']}) "
+            "disagree; the run folder is damaged"
+        )
     # Phase metrics the method asked the report to show (e.g. Conure-: before pruning), per task.
     phases: dict[str, dict[str, float | None]] = {key: {} for key in summary.get("report_phases", {})}
     mfile = path / "metrics.jsonl"
     if mfile.is_file() and phases:
-        for line in mfile.read_text().splitlines():
-            row = json.loads(line)
-            for key, metrics in row.get("phase_metrics", {}).items():
-                if key in phases:
-                    phases[key][row["task"]] = metrics.get(row["metric"])
+        for i, line in enumerate(mfile.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            try:
+                row = json.loads(line)
+                for key, metrics in row.get("phase_metrics", {}).items():
+                    if key in phases:
+                        phases[key][row["task"]] = metrics.get(row["metric"])
+            except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+                raise LifelongrecError(f"{mfile}: line {i}: not a metrics row of a stream run (damaged)") from None
     return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "phases": phases}
 
 
@@ -124,7 +175,12 @@ def table(runs: list[dict]) -> str:
 
 
 def heatmaps(run: dict, out: Path) -> list[Path]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise LifelongrecError(
+            "report: the heatmaps need matplotlib (pip install matplotlib), or use --no-plots"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .adapters import FORMAT_VERSION, read_run_json, write_adapter, write_base
@@ -42,9 +41,17 @@ from .config import StreamConfig, TaskConfig
 from .continual import summary as continual_summary
 from .data.prepare import open_stream
 from .data.stream import TEST
-from .engine import FitResult, fit, resume_key, set_threads
+from .engine import FitResult, fit, load_tensors, resume_key, save_tensors, set_threads
 from .errors import ConfigError, LifelongrecError
-from .fsutil import atomic_directory, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .fsutil import (
+    atomic_directory,
+    clean_stale_temporaries,
+    exclusive_lock,
+    read_json,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .methods import TaskInfo, build_method
 from .objectives import objective_class, objective_for
 from .tasknet import TaskNet
@@ -90,14 +97,19 @@ def _load_pretrained(net, init_from: Path, cfg: StreamConfig, stream, task: str)
 
     meta = read_backbone_meta(init_from)
     problems = []
-    if meta["vocab_hash"] != stream.manifest["vocab_hash"]:
+    if meta.get("vocab_hash") != stream.manifest["vocab_hash"]:
         problems.append("its item vocabulary differs from this stream's")
-    if meta["model"] != cfg.model.model_dump(mode="json"):
-        problems.append(f"its model config {meta['model']} differs from this run's {cfg.model.model_dump(mode='json')}")
-    if meta["task"] != task or meta["max_length"] != cfg.sequence.max_length:
-        problems.append(f"it was trained on task {meta['task']} with max_length {meta['max_length']}")
+    if meta.get("model") != cfg.model.model_dump(mode="json"):
+        problems.append(
+            f"its model config {meta.get('model')} differs from this run's {cfg.model.model_dump(mode='json')}"
+        )
+    if meta.get("task") != task or meta.get("max_length") != cfg.sequence.max_length:
+        problems.append(f"it was trained on task {meta.get('task')} with max_length {meta.get('max_length')}")
     if problems:
         raise LifelongrecError(f"--init-from {init_from}: " + "; ".join(problems))
+    missing = [k for k in ("best_epoch", "valid", "test", "epochs_run", "train_seconds") if k not in meta]
+    if missing:
+        raise LifelongrecError(f"--init-from {init_from}/backbone.json: missing {missing} (not a finished pretrain)")
     backbone, head, _ = load_backbone(init_from)
     # The first task's network names its backbone and head `backbone` and `head` (the method contract).
     target = net.module["backbone"]
@@ -120,6 +132,26 @@ def run_stream(
     init_from: Path | None = None,
     branch_from: Path | None = None,
 ) -> dict:
+    """Learn `order` with `method_name` into `out` (see the module docstring). The run folder is locked
+    for the whole call: a second process writing to it gets an error naming this one's pid."""
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out, "run folder"):
+        clean_stale_temporaries(out)  # what a killed atomic write left behind
+        return _run_stream(cfg, method_name, out, order, resume, log, init_from, branch_from)
+
+
+def _run_stream(
+    cfg: StreamConfig,
+    method_name: str,
+    out: Path,
+    order: list[str] | None,
+    resume: bool,
+    log,
+    init_from: Path | None,
+    branch_from: Path | None,
+) -> dict:
+    if not resume and branch_from is None and (out / "run.json").is_file():
+        raise LifelongrecError(f"{out}: already holds a run; continue it with --resume {out}, or choose another --out")
     cfg = cfg.for_method(method_name)
     set_threads(cfg.train.threads)
     stream, prepared = open_stream(cfg)
@@ -140,8 +172,8 @@ def run_stream(
         origin["init_from"] = str(init_from)
     if branch_from is not None:
         origin["branched_from"] = str(branch_from)
-    write_json_atomic(out / "config.json", cfg.model_dump(mode="json", by_alias=True))
-    write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
+    # run.json first, holding the resolved config too: from the moment it exists, `--resume` can
+    # restart the run whatever else a kill left half-written.
     run = {
         "version": RUN_VERSION,
         "lifelongrec_version": __version__,
@@ -151,23 +183,42 @@ def run_stream(
         "vocab_hash": stream.manifest["vocab_hash"],
         "status": "running",
         **origin,
+        "config": cfg.model_dump(mode="json", by_alias=True),
     }
     write_json_atomic(out / "run.json", run)
+    write_json_atomic(out / "config.json", run["config"])
+    write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
 
     method = build_method(method_name, cfg, stream)
     done: dict = {"rows": [], "R": []}
     if (resume or branch_from is not None) and (state_dir / "state.json").is_file():
-        done = json.loads((state_dir / "state.json").read_text())
+        done = read_json(state_dir / "state.json", "the run's resume state (written after each learned task)")
+        rows, R = done.get("rows"), done.get("R")
+        if not (
+            isinstance(rows, list)
+            and isinstance(R, list)
+            and len(rows) == len(R) <= len(order)
+            and all(isinstance(r, dict) and r.get("task") == order[i] for i, r in enumerate(rows))
+            and isinstance(done.get("method"), dict)
+        ):
+            raise LifelongrecError(
+                f"{state_dir / 'state.json'}: not the resume state of this run (damaged, or another order); "
+                f"delete {state_dir} to relearn the run from its first task"
+            )
         for i, name in enumerate(order[: len(done["rows"])]):  # rebuild the structure, then load weights
             info = TaskInfo(name, kinds[name], i)
             method.before_task(info)
             method.after_task(info)
-        method.module().load_state_dict(load_file(state_dir / "method.safetensors", device=str(method.device)))
+        remedy = f"the run's resume state is damaged: delete {state_dir} to relearn the run from its first task"
+        method.module().load_state_dict(
+            load_tensors(state_dir / "method.safetensors", done.get("method_sha256"), method.device, remedy)
+        )
         method.load_extra_state(done["method"])
         log(f"resumed {out}: {len(done['rows'])} of {len(order)} tasks already learned")
 
     net: TaskNet | None  # a task's network, then each further phase's (None when the task is learned)
-    for i in range(len(done["rows"]), len(order)):
+    already = len(done["rows"])
+    for i in range(already, len(order)):
         name = order[i]
         info = TaskInfo(name, kinds[name], i)
         cfg_i = cfg.model_copy(update={"train": cfg.train_for(i)})
@@ -191,6 +242,7 @@ def run_stream(
             t0 -= pre["train_seconds"]
             log(f"[{method_name}] {name} loaded from {init_from} (trained in {pre['train_seconds']:.0f} s)")
         else:
+            obj.require_examples()
             res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log, key=key)
             t0 -= res.resumed_seconds  # epochs an interrupted earlier process already spent on this task
 
@@ -244,12 +296,17 @@ def run_stream(
         entry.update(sizes[name])
         _write_reports(out, order, done, method, sizes)
         with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
-            save_file({k: v.contiguous() for k, v in method.module().state_dict().items()}, d / "method.safetensors")
+            done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())
             write_json_atomic(d / "state.json", done)
         log(f"[{method_name}] after {name}: " + "  ".join(f"{order[j]} {v:.4f}" for j, v in enumerate(row)))
+    if already and already == len(order):
+        # Nothing was learned in this call (a finished run resumed): derive every output again from the
+        # resume state, which repairs a damaged or deleted matrix, summary or adapter.
+        sizes = export_run(out, method, cfg, stream, done["rows"])
+        _write_reports(out, order, done, method, sizes)
     run["status"] = "complete"
     write_json_atomic(out / "run.json", run)
-    return json.loads((out / "summary.json").read_text())
+    return read_json(out / "summary.json", "the run's summary")
 
 
 # What a branch must share with the run it starts from; `train` and `finetune` may differ (seeds,
@@ -267,13 +324,13 @@ def _branch(src: Path, out: Path, cfg: StreamConfig, method_name: str, order: li
     if not (src / "run.json").is_file() or not state.is_file():
         raise LifelongrecError(f"--branch-from {src}: not a stream run folder with at least one learned task")
     run = read_run_json(src)
-    learned = [r["task"] for r in json.loads(state.read_text())["rows"]]
+    learned = [r["task"] for r in read_json(state, "the run's resume state").get("rows", [])]
     problems = []
     if run["method"] != method_name:
         problems.append(f"it was run with method {run['method']}, not {method_name}")
     if order[: len(learned)] != learned or len(learned) >= len(order):
         problems.append(f"its learned tasks {learned} are not a proper prefix of the order {order}")
-    theirs = json.loads((src / "config.json").read_text())
+    theirs = run.get("config") or read_json(src / "config.json", "the run's resolved stream config")
     ours = cfg.model_dump(mode="json", by_alias=True)
     differ = [k for k in _BRANCH_SHARED if theirs.get(k) != ours.get(k)]
     if differ:
@@ -343,7 +400,7 @@ def add_task(out: Path, task: TaskConfig | str, log=logger.info) -> dict:
     run = read_run_json(out)
     if run.get("status") != "complete":
         raise LifelongrecError(f"{out}: the run is not finished; resume it first (stream run --resume {out})")
-    cfg = StreamConfig.model_validate(json.loads((out / "config.json").read_text()))
+    cfg = StreamConfig.model_validate(run.get("config") or read_json(out / "config.json", "the run's stream config"))
     name = task if isinstance(task, str) else task.name
     if name in run["order"]:
         raise LifelongrecError(f"{out}: task {name} is already learned in this run")

@@ -48,14 +48,30 @@ def _ints(text: str, path: Path, lineno: int, what: str) -> list[int]:
                 line=lineno,
                 expected="ids >= 0 (0 is padding)",
             )
+        if v >= 2**63:
+            raise DataError(
+                f"{what} entry {k} is too large ({cell})",
+                file=path,
+                line=lineno,
+                expected="ids below 2^63",
+            )
         out.append(v)
     return out
 
 
 def read_conure(path: str | Path) -> ConureExamples:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", file=path)
+    from .readers import _decode_error, _require
+
+    path = _require(path)
+    try:
+        return _read_conure(path)
+    except UnicodeDecodeError:
+        raise _decode_error(path, "utf-8") from None
+    except OSError as e:
+        raise DataError(f"cannot be read ({e.strerror or e})", file=path) from None
+
+
+def _read_conure(path: Path) -> ConureExamples:
     seqs: list[list[int]] = []
     lines: list[int] = []
     targets: list[int] = []

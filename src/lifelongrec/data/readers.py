@@ -8,16 +8,58 @@ wrong separator) are caught here, from the first line, before any scan runs.
 
 from __future__ import annotations
 
+import codecs
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Columns, ProfileSource, SourceConfig
-from ..errors import DataError
+from ..config import ENCODINGS, Columns, ProfileSource, SourceConfig
+from ..errors import ConfigError, DataError
 from .sources import fetch
 
 # Separators we recognise when telling a user that their file uses a different one.
 _COMMON_SEPS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", "::": "'::'"}
+
+# The longest line read_csv accepts unless source.max_line_size says otherwise (DuckDB's own default,
+# passed explicitly so that the limit our messages name is the one DuckDB applies, in every version).
+DUCKDB_MAX_LINE_SIZE = 2_000_000
+# Parquet column types that are not one value per row: never read as ids, numbers or labels.
+_NESTED = ("list", "large_list", "fixed_size_list", "struct", "map", "dictionary<values=list")
+
+
+@dataclass
+class CsvRead:
+    """The arguments of one DuckDB read_csv call, so the store can re-read the file with other column
+    types (numbers as text, checked by the store; everything as text, to show a bad value)."""
+
+    path: Path
+    sep: str
+    header: bool
+    encoding: str = "utf-8"
+    names: list[str] | None = None
+    max_line_size: int | None = None
+
+    def sql(self, types: dict[str, str] | None = None, all_varchar: bool = False) -> str:
+        opts = [
+            f"sep={_q(self.sep)}",
+            f"header={'true' if self.header else 'false'}",
+            # The dialect is set, not sniffed: a sniffed comment character drops rows starting with '#',
+            # sniffed skip_rows drops the first rows, a sniffed backslash escape rewrites values; silently.
+            "quote='\"'",
+            "escape='\"'",
+            "comment=''",
+            "skip=0",
+            f"encoding={_q(self.encoding)}",
+        ]
+        opts.append(f"max_line_size={int(self.max_line_size or DUCKDB_MAX_LINE_SIZE)}")
+        if self.names:
+            opts.append("names=[" + ", ".join(_q(n) for n in self.names) + "]")
+        if all_varchar:
+            opts.append("all_varchar=true")
+        elif types:
+            opts.append("types={" + ", ".join(f"{_q(c)}: {_q(t)}" for c, t in types.items()) + "}")
+        return f"read_csv({_q(self.path)}, {', '.join(opts)})"
 
 
 @dataclass
@@ -34,11 +76,31 @@ class Scan:
     row_column: str | None = None  # a column holding the file row (Parquet), else insertion order
     rename: dict[str, str] = field(default_factory=dict)  # raw header -> clean name (RecBole 'a:token')
     header: list[str] = field(default_factory=list)
+    csv: CsvRead | None = None  # how `sql` reads a text file (None: Parquet)
+    varchar: list[str] = field(default_factory=list)  # raw columns `sql` reads as text (the ids)
+
+    def raw(self, name: str) -> str:
+        """The file's own name of a clean column name."""
+        return {v: k for k, v in self.rename.items()}.get(name, name)
 
     def col(self, name: str) -> str:
         """SQL identifier for a clean column name."""
-        raw = {v: k for k, v in self.rename.items()}.get(name, name)
-        return '"' + raw.replace('"', '""') + '"'
+        return ident(self.raw(name))
+
+    def typed_sql(self, types: dict[str, str]) -> str:
+        """`sql` with these clean columns read as these DuckDB types (text files; Parquet keeps its own)."""
+        if self.csv is None:
+            return self.sql
+        return self.csv.sql({**{c: "VARCHAR" for c in self.varchar}, **{self.raw(c): t for c, t in types.items()}})
+
+    def varchar_sql(self) -> str:
+        """`sql` with every column read as text (Parquet: as stored)."""
+        return self.csv.sql(all_varchar=True) if self.csv is not None else self.sql
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + str(name).replace('"', '""') + '"'
 
 
 def _q(s: str | Path) -> str:
@@ -46,23 +108,75 @@ def _q(s: str | Path) -> str:
 
 
 def _first_line(path: Path, encoding: str) -> str:
+    _require(path)
+    chunk = 1 << 20
     try:
         with open(path, encoding=encoding, newline="") as f:
-            for line in f:
-                line = line.rstrip("\r\n")
+            lineno = 0
+            while line := f.readline(chunk):
+                lineno += 1
+                if len(line) == chunk and not line.endswith(("\n", "\r")):
+                    raise DataError(
+                        f"the first line is longer than {chunk:,} characters",
+                        file=path,
+                        line=lineno,
+                        expected="a header line naming the columns",
+                    )
+                line = line.lstrip("\ufeff").rstrip("\r\n")  # a byte order mark is not part of the header
                 if line.strip():
                     return line
-    except FileNotFoundError:
-        raise DataError("file not found", file=path) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"not valid {encoding} text ({e.reason})", file=path, line=1) from None
+    except UnicodeDecodeError:
+        raise _decode_error(path, encoding) from None
+    except OSError as e:
+        raise DataError(f"cannot be read ({e.strerror or e})", file=path) from None
     raise DataError("file is empty", file=path, expected="a header line and data rows")
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
+    """(line, byte offset, the bad bytes) of the first byte sequence that is not valid `encoding`, or
+    None. Python finds it itself: DuckDB reports such errors at the wrong line."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    lines, offset = 1, 0
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        wide = "utf-16-be" if head == b"\xfe\xff" else "utf-16-le"
+        while True:
+            block = f.read(1 << 20)
+            try:
+                text = dec.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                good = e.object[: e.start]
+                if encoding == "utf-16":
+                    lines += good.decode(wide, errors="ignore").count("\n")
+                else:
+                    lines += good.count(b"\n")
+                pending = len(e.object) - len(block)  # bytes held back from the previous block
+                return lines, offset - pending + e.start, bytes(e.object[e.start : e.end])
+            lines += text.count("\n")
+            offset += len(block)
+            if not block:
+                return None
+
+
+def _decode_error(path: Path, encoding: str) -> DataError:
+    bad = _first_undecodable(path, encoding)
+    line, what = (bad[0], f": byte {bad[2][:4].hex(' ')} at offset {bad[1]:,}") if bad else (None, "")
+    return DataError(
+        f"not valid {encoding} text{what}",
+        file=path,
+        line=line,
+        expected=f"{encoding} text, or source.encoding set to the file's encoding ({', '.join(ENCODINGS)})",
+    )
 
 
 def _check_header(path: Path, sep: str, encoding: str, needed: dict[str, str | None]) -> list[str]:
     """Return the header cells; raise a clear error for duplicates, a wrong separator, missing columns."""
     line = _first_line(path, encoding)
-    cells = [c.strip().strip('"') for c in line.split(sep)]
+    if len(sep) == 1:  # quoted names as DuckDB reads them: "a,b" is one name, "a""b" is a"b
+        cells = [c.strip() for c in next(csv.reader([line], delimiter=sep, quotechar='"'), [""])]
+    else:
+        cells = [c.strip().strip('"') for c in line.split(sep)]
     if len(cells) == 1:
         for other, name in _COMMON_SEPS.items():
             if other != sep and other in line:
@@ -102,26 +216,33 @@ def _csv_scan(
     encoding: str = "utf-8",
     names: list[str] | None = None,
     varchar: Sequence[str] = (),
-) -> str:
-    opts = [
-        f"sep={_q(sep)}",
-        f"header={'true' if header else 'false'}",
-        "quote='\"'",
-        f"encoding={_q(encoding)}",
-    ]
-    if names:
-        opts.append("names=[" + ", ".join(_q(n) for n in names) + "]")
-    if varchar:
-        # ids are kept as text: a stable vocabulary of the user's own ids, whatever they look like.
-        opts.append("types={" + ", ".join(f"{_q(c)}: 'VARCHAR'" for c in varchar) + "}")
-    return f"read_csv({_q(path)}, {', '.join(opts)})"
+    max_line_size: int | None = None,
+) -> tuple[str, CsvRead]:
+    read = CsvRead(path, sep, header, encoding, names, max_line_size)
+    # ids are kept as text: a stable vocabulary of the user's own ids, whatever they look like.
+    return read.sql({c: "VARCHAR" for c in varchar}), read
 
 
-def _require(path: str | Path) -> Path:
+def _require(path: str | Path, folder_ok: bool = False) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError("file not found", file=p)
+    if p.is_dir() and not folder_ok:
+        raise DataError("is a folder, not a file", file=p, expected="the path of a data file")
     return p
+
+
+def _text_encoding(source: SourceConfig | ProfileSource, fmt: str | None) -> str:
+    """The encoding of a text source (config.normalize_encoding has checked the spelling); formats that
+    fix their own encoding refuse another one."""
+    enc = source.encoding
+    if enc not in ENCODINGS:  # only reachable when a config was built without validation
+        raise ConfigError(f"source.encoding {enc!r} is not supported: use one of {', '.join(ENCODINGS)}")
+    if fmt == "parquet" and enc != "utf-8":
+        raise ConfigError(f"source.encoding {enc!r}: Parquet files carry their own encoding; remove the option")
+    if fmt == "grouplens" and enc not in ("utf-8", "latin-1"):
+        raise ConfigError(f"source.encoding {enc!r}: GroupLens files are Latin-1; remove the option")
+    return enc
 
 
 def _columns(source: SourceConfig, default: Columns) -> Columns:
@@ -140,15 +261,23 @@ def _needed(cols: Columns) -> dict[str, str | None]:
     return need
 
 
-def _delimited(path: Path, sep: str, cols: Columns, encoding: str = "utf-8", recbole: bool = False) -> Scan:
+def _delimited(
+    path: Path,
+    sep: str,
+    cols: Columns,
+    encoding: str = "utf-8",
+    recbole: bool = False,
+    max_line_size: int | None = None,
+) -> Scan:
     header = _check_header(path, sep, encoding, _needed(cols))
     rename = {h: h.split(":", 1)[0] for h in header} if recbole else {}
     raw_of = {v: k for k, v in rename.items()}
     varchar = [raw_of.get(cols.user, cols.user), raw_of.get(cols.item, cols.item)]
     values = ([cols.rating] if cols.rating else []) + [v for v in cols.values if v != cols.rating]
+    sql, read = _csv_scan(path, sep, True, encoding, varchar=varchar, max_line_size=max_line_size)
     return Scan(
         path,
-        _csv_scan(path, sep, True, encoding, varchar=varchar),
+        sql,
         cols.user,
         cols.item,
         cols.timestamp,
@@ -156,10 +285,12 @@ def _delimited(path: Path, sep: str, cols: Columns, encoding: str = "utf-8", rec
         list(cols.labels),
         rename=rename,
         header=header,
+        csv=read,
+        varchar=varchar,
     )
 
 
-def _grouplens(path: Path, cols: Columns | None) -> tuple[Scan, Scan]:
+def _grouplens(path: Path, cols: Columns | None, max_line_size: int | None = None) -> tuple[Scan, Scan]:
     """ratings.dat/users.dat ('::', Latin-1) or u.data/u.user (tab and '|')."""
     folder = path if path.is_dir() else path.parent
     if (folder / "ratings.dat").exists() or path.name == "ratings.dat":
@@ -185,21 +316,27 @@ def _grouplens(path: Path, cols: Columns | None) -> tuple[Scan, Scan]:
             line=1,
             expected="user::item::rating::timestamp" if inter[0] == "::" else "user<TAB>item<TAB>rating<TAB>timestamp",
         )
+    sql, read = _csv_scan(ratings, inter[0], False, "latin-1", inter[1], ["user_id", "item_id"], max_line_size)
     scan = Scan(
         ratings,
-        _csv_scan(ratings, inter[0], False, "latin-1", inter[1], ["user_id", "item_id"]),
+        sql,
         "user_id",
         "item_id",
         "timestamp",
         ["rating"],
         header=inter[1],
+        csv=read,
+        varchar=["user_id", "item_id"],
     )
+    psql, pread = _csv_scan(users, prof[0], False, "latin-1", prof[1], ["user_id"], max_line_size)
     pscan = Scan(
         users,
-        _csv_scan(users, prof[0], False, "latin-1", prof[1], ["user_id"]),
+        psql,
         "user_id",
         labels=prof[1][1:],
         header=prof[1],
+        csv=pread,
+        varchar=["user_id"],
     )
     if cols is not None:
         raise DataError("GroupLens files have fixed columns; remove source.columns", file=path)
@@ -210,34 +347,39 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
     """The scan of the interactions, the scan of the profile table (if any) and pinned hashes."""
     hashes: dict[str, str] = {}
     profile: Scan | None = None
+    limit = source.max_line_size
     if source.dataset is not None:
         got = fetch(source.dataset, quiet=False)
         cols = Columns(user="user_id", item="item_id", timestamp="timestamp", rating="rating")
-        scan = _delimited(got.interactions, "\t", cols, recbole=True)
-        profile = _delimited_profile(got.users, "\t", "user_id", None, recbole=True)
+        scan = _delimited(got.interactions, "\t", cols, recbole=True, max_line_size=limit)
+        profile = _delimited_profile(got.users, "\t", "user_id", None, recbole=True, max_line_size=limit)
         return scan, profile, got.hashes
     assert source.path is not None  # SourceConfig requires exactly one of dataset and path
-    fmt, path = source.format, _require(source.path)
+    fmt = source.format
+    enc = _text_encoding(source, fmt)
+    path = _require(source.path, folder_ok=fmt == "grouplens")
     if fmt == "grouplens":
-        scan, profile = _grouplens(path, source.columns)
+        scan, profile = _grouplens(path, source.columns, limit)
         if not profile.file.exists():
             profile = None
     elif fmt in ("csv", "tsv"):
-        scan = _delimited(path, "," if fmt == "csv" else "\t", _columns(source, Columns()))
+        scan = _delimited(path, "," if fmt == "csv" else "\t", _columns(source, Columns()), enc, max_line_size=limit)
     elif fmt == "recbole":
         cols = _columns(source, Columns(rating="rating"))
-        scan = _delimited(path, "\t", cols, recbole=True)
+        scan = _delimited(path, "\t", cols, enc, recbole=True, max_line_size=limit)
         sibling = path.with_suffix(".user")
-        if sibling.exists() and source.profiles is None:
-            profile = _delimited_profile(sibling, "\t", cols.user, None, recbole=True)
+        if sibling.is_file() and source.profiles is None:
+            profile = _delimited_profile(
+                sibling, "\t", cols.user, None, recbole=True, encoding=enc, max_line_size=limit
+            )
     elif fmt == "tenrec":
-        scan = _tenrec(path, source.columns)
+        scan = _tenrec(path, source.columns, enc, limit)
     elif fmt == "parquet":
         scan = _parquet(path, _columns(source, Columns()))
     else:  # pragma: no cover - pydantic restricts the literal
         raise DataError(f"unsupported format '{fmt}'", file=path)
     if source.profiles is not None:
-        profile = profile_scan(source.profiles)
+        profile = profile_scan(source.profiles, limit)
     return scan, profile, hashes
 
 
@@ -245,10 +387,10 @@ _TENREC_VALUES = ["click", "follow", "like", "share", "watching_times"]
 _TENREC_LABELS = ["gender", "age"]
 
 
-def _tenrec(path: Path, cols: Columns | None) -> Scan:
+def _tenrec(path: Path, cols: Columns | None, encoding: str = "utf-8", max_line_size: int | None = None) -> Scan:
     """Tenrec CSVs: no timestamp, file order is click order; gender/age repeated on every row."""
     header = _check_header(
-        path, ",", "utf-8", {"user": "user_id", "item": "item_id"} if cols is None else _needed(cols)
+        path, ",", encoding, {"user": "user_id", "item": "item_id"} if cols is None else _needed(cols)
     )
     if cols is None:
         cols = Columns(
@@ -258,25 +400,24 @@ def _tenrec(path: Path, cols: Columns | None) -> Scan:
             values=[v for v in _TENREC_VALUES if v in header],
             labels=[v for v in _TENREC_LABELS if v in header],
         )
+    sql, read = _csv_scan(path, ",", True, encoding, varchar=[cols.user, cols.item], max_line_size=max_line_size)
     return Scan(
         path,
-        _csv_scan(path, ",", True, varchar=[cols.user, cols.item]),
+        sql,
         cols.user,
         cols.item,
         cols.timestamp,
         list(cols.values),
         list(cols.labels),
         header=header,
+        csv=read,
+        varchar=[cols.user, cols.item],
     )
 
 
 def _parquet(path: Path, cols: Columns) -> Scan:
-    import pyarrow.parquet as pq
-
-    try:
-        names = pq.read_schema(path).names
-    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a non-Parquet file
-        raise DataError(f"not a readable Parquet file ({e})", file=path) from None
+    schema = _parquet_schema(path)
+    names = schema.names
     for role, col in _needed(cols).items():
         if col is not None and col not in names:
             raise DataError(
@@ -284,6 +425,8 @@ def _parquet(path: Path, cols: Columns) -> Scan:
                 file=path,
                 expected=f"a '{col}' column, or set source.columns.{role}",
             )
+        if col is not None:
+            _refuse_nested(path, schema, col, role)
     values = ([cols.rating] if cols.rating else []) + [v for v in cols.values if v != cols.rating]
     return Scan(
         path,
@@ -298,8 +441,36 @@ def _parquet(path: Path, cols: Columns) -> Scan:
     )
 
 
+def _parquet_schema(path: Path):  # -> pyarrow.Schema
+    import pyarrow.parquet as pq
+
+    _require(path)
+    try:
+        return pq.read_schema(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a non-Parquet file
+        raise DataError(f"not a readable Parquet file ({' '.join(str(e).split())[:240]})", file=path) from None
+
+
+def _refuse_nested(path: Path, schema, col: str, role: str) -> None:
+    """DuckDB would turn a list or struct into its text form (an id like "[1, 2]"), silently: refuse it."""
+    kind = schema.field(col).type
+    if str(kind).startswith(_NESTED):
+        raise DataError(
+            f"column '{col}' (the {role} column) has the nested type {kind}",
+            file=path,
+            field=col,
+            expected="one plain value per row (text or a number)",
+        )
+
+
 def _delimited_profile(
-    path: Path, sep: str, user: str, fields: list[str] | None, recbole: bool = False, encoding: str = "utf-8"
+    path: Path,
+    sep: str,
+    user: str,
+    fields: list[str] | None,
+    recbole: bool = False,
+    encoding: str = "utf-8",
+    max_line_size: int | None = None,
 ) -> Scan:
     need: dict[str, str | None] = {"user": user}
     need.update({f"fields ({f})": f for f in fields or []})
@@ -308,24 +479,36 @@ def _delimited_profile(
     clean = [rename.get(h, h) for h in header]
     labels = fields if fields is not None else [c for c in clean if c != user]
     raw_user = {v: k for k, v in rename.items()}.get(user, user)
+    sql, read = _csv_scan(path, sep, True, encoding, varchar=[raw_user], max_line_size=max_line_size)
     return Scan(
         path,
-        _csv_scan(path, sep, True, encoding, varchar=[raw_user]),
+        sql,
         user,
         labels=labels,
         rename=rename,
         header=header,
+        csv=read,
+        varchar=[raw_user],
     )
 
 
-def profile_scan(p: ProfileSource) -> Scan:
-    path = _require(p.path)
+def profile_scan(p: ProfileSource, max_line_size: int | None = None) -> Scan:
+    enc = _text_encoding(p, p.format)
+    path = _require(p.path, folder_ok=p.format == "grouplens")
     if p.format == "parquet":
-        names = _parquet(path, Columns(user=p.user, item=p.user, timestamp=None)).header
+        names = _parquet(path, Columns(user=p.user, item=p.user, timestamp=None, labels=p.fields or [])).header
         labels = p.fields if p.fields is not None else [c for c in names if c != p.user]
+        schema = _parquet_schema(path)
+        for c in labels:
+            _refuse_nested(path, schema, c, f"labels ({c})")
         return Scan(path, f"read_parquet({_q(path)})", p.user, labels=labels, header=names)
     if p.format == "grouplens":
-        _, prof = _grouplens(path, None)
+        _, prof = _grouplens(path, None, max_line_size)
         return prof
     sep = {"csv": ",", "tsv": "\t", "recbole": "\t"}[p.format]
-    return _delimited_profile(path, sep, p.user, p.fields, recbole=p.format == "recbole")
+    return _delimited_profile(
+        path, sep, p.user, p.fields, recbole=p.format == "recbole", encoding=enc, max_line_size=max_line_size
+    )
+
+
+# ------------------------------------------------------------------ engine errors, in one line

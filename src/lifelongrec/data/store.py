@@ -13,6 +13,7 @@ same ids.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -27,19 +28,33 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..config import SourceConfig
-from ..errors import DataError
-from ..fsutil import atomic_directory, sha256_bytes, write_json_atomic
-from .readers import Scan, interaction_scan
+from ..errors import ConfigError, DataError
+from ..fsutil import atomic_directory, clean_stale_temporaries, sha256_bytes, write_json_atomic
+from .diagnose import explain_engine_error
+from .locks import cache_lock
+from .readers import Scan, ident, interaction_scan
 
 STORE_VERSION = 1
+
+
+def sql_string(value: str | Path) -> str:
+    """A SQL string literal (single quotes doubled): paths and settings pasted into DuckDB statements
+    that take no parameters (SET, COPY ... TO), whatever characters they hold."""
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def connect(tmp: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB database file in `tmp`, with a memory cap so large inputs spill to disk."""
     con = duckdb.connect(str(tmp / "ingest.duckdb"))
     limit = memory_limit or os.environ.get("LIFELONGREC_DUCKDB_MEMORY", "1GB")
-    _sql(con, f"SET memory_limit='{limit}'")
-    _sql(con, f"SET temp_directory='{tmp / 'spill'}'")
+    try:
+        _sql(con, f"SET memory_limit={sql_string(limit)}")
+    except duckdb.Error:
+        con.close()
+        raise ConfigError(
+            f"LIFELONGREC_DUCKDB_MEMORY={limit!r}: not a memory size DuckDB accepts (expected e.g. 1GB or 512MB)"
+        ) from None
+    _sql(con, f"SET temp_directory={sql_string(tmp / 'spill')}")
     _sql(con, f"SET threads={max(1, min(os.cpu_count() or 1, 8))}")
     _sql(con, "SET preserve_insertion_order=true")  # rowid = file row; the tie-breaker depends on it
     return con
@@ -59,48 +74,87 @@ def _value(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return row[0]
 
 
-# ------------------------------------------------------------------ diagnosing bad rows
+# ------------------------------------------------------------------ numbers, checked
 
 
-def _all_varchar(scan: Scan) -> str:
-    if scan.sql.startswith("read_csv("):
-        return scan.sql[:-1] + ", all_varchar=true)"
-    return scan.sql
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _explain_failure(con: duckdb.DuckDBPyConnection, scan: Scan, numeric: list[str], err: Exception) -> DataError:
-    """Find the first row that made the scan fail and say what is wrong with it."""
-    src = _all_varchar(scan)
+def _column_types(con: duckdb.DuckDBPyConnection, scan: Scan) -> dict[str, str]:
+    """DuckDB's type of every column of the scan (for a text file: what its sniffer guessed), by clean name."""
+    rows = con.execute(f"DESCRIBE SELECT * FROM {scan.sql}").fetchall()
+    return {scan.rename.get(r[0], r[0]): str(r[1]) for r in rows}
+
+
+def _is_time(kind: str) -> bool:
+    return kind.startswith(("TIMESTAMP", "DATE"))
+
+
+def _read_types(scan: Scan, sniffed: dict[str, str]) -> dict[str, str]:
+    """How a text file's columns are read: numbers as text that the store converts and checks itself
+    (DuckDB's guessed type rounds a later 1.5 in a column of integers to 2, silently), dates and booleans
+    as guessed, labels as text (a zip code 01234 stays 01234)."""
+    types = {c: "VARCHAR" for c in scan.labels}
+    for c in ([scan.timestamp] if scan.timestamp else []) + scan.values:
+        kind = sniffed.get(c, "VARCHAR")
+        types[c] = kind if _is_time(kind) or kind == "BOOLEAN" else "VARCHAR"
+    return types
+
+
+def _number_exprs(col: str, kind: str) -> tuple[str, str]:
+    """(the value as DOUBLE or NULL, whether the row holds a value at all) for a column of this type."""
+    if kind == "VARCHAR":
+        text = f"nullif(trim({col}), '')"
+        return f"TRY_CAST({text} AS DOUBLE)", f"({text} IS NOT NULL)"
+    if _is_time(kind):
+        return f"CASE WHEN isfinite({col}) THEN epoch({col})::DOUBLE END", f"({col} IS NOT NULL)"
+    return f"TRY_CAST({col} AS DOUBLE)", f"({col} IS NOT NULL)"
+
+
+def _bad_value(
+    con: duckdb.DuckDBPyConnection, scan: Scan, read_sql: str, name: str, row: int, is_value: bool
+) -> DataError:
+    """What is wrong with the value of column `name` at data row `row` (1-based), from its text."""
+    got = _sql(con, f"SELECT CAST({scan.col(name)} AS VARCHAR) FROM {read_sql} LIMIT 1 OFFSET {row - 1}")
+    v = "" if got is None or got[0] is None else str(got[0])
+    raw_names = [h.split(":", 1)[0] for h in scan.header]
+    if v == name or v in scan.header or v in raw_names:
+        return DataError(
+            f"value '{v}' repeats the header (a duplicated header line?)",
+            file=scan.file,
+            row=row,
+            field=name,
+            expected="a number",
+        )
     try:
-        for name in numeric:
-            c = scan.col(name)
-            row = _sql(
-                con,
-                f"SELECT n, v FROM (SELECT row_number() OVER () AS n, CAST({c} AS VARCHAR) AS v FROM {src}) "
-                f"WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL ORDER BY n LIMIT 1",
-            )
-            if row is not None:
-                n, v = row
-                raw_names = [h.split(":", 1)[0] for h in scan.header]
-                if v == name or v in scan.header or v in raw_names:
-                    return DataError(
-                        f"value '{v}' repeats the header (a duplicated header line?)",
-                        file=scan.file,
-                        row=n,
-                        field=name,
-                        expected="a number",
-                    )
-                return DataError(f"value '{v}' is not a number", file=scan.file, row=n, field=name, expected="a number")
-    except duckdb.Error as e2:
-        err = e2
-    msg = str(err).strip().splitlines()
-    return DataError("could not be read: " + " ".join(m.strip() for m in msg[:6]), file=scan.file)
+        x = float(v)
+    except ValueError:
+        return DataError(f"value '{v}' is not a number", file=scan.file, row=row, field=name, expected="a number")
+    if not math.isfinite(x):
+        return DataError(
+            f"value '{v}' is not a finite number",
+            file=scan.file,
+            row=row,
+            field=name,
+            expected="a finite number (NaN and infinity are refused; leave a missing value empty)"
+            if is_value
+            else "a finite number",
+        )
+    if is_value and abs(x) > FLOAT32_MAX:
+        return DataError(
+            f"value '{v}' is out of range",
+            file=scan.file,
+            row=row,
+            field=name,
+            expected=f"a number within +-{FLOAT32_MAX:.4g} (values are stored as 32-bit floats)",
+        )
+    return DataError(f"value '{v}' could not be read as a number", file=scan.file, row=row, field=name)
 
 
 def _check_nulls(con: duckdb.DuckDBPyConnection, scan: Scan, cols: dict[str, str]) -> None:
     for name, expr in cols.items():
-        row = _sql(con, f"SELECT rowid + 1 FROM raw WHERE {expr} IS NULL LIMIT 1")
-        if row is not None:
+        row = _sql(con, f"SELECT min(coalesce(r, rowid)) + 1 FROM raw WHERE {expr} IS NULL")
+        if row is not None and row[0] is not None:
             raise DataError(
                 "empty value", file=scan.file, row=int(row[0]), field=name, expected=f"a {name} on every row"
             )
@@ -144,17 +198,40 @@ def vocab_hash(items: np.ndarray) -> str:
     return sha256_bytes("\n".join(items[1:].tolist()).encode("utf-8"))
 
 
-def _value_exprs(scan: Scan) -> list[str]:
-    return [f"CAST({scan.col(v)} AS FLOAT) AS v_{i}" for i, v in enumerate(scan.values)]
-
-
-def _timestamp_expr(con: duckdb.DuckDBPyConnection, scan: Scan) -> str:
-    if scan.timestamp is None:
-        return "NULL::DOUBLE"  # file order is event order; the row breaks every tie
-    kind = _sql(con, f"SELECT typeof({scan.col(scan.timestamp)}) FROM {scan.sql} LIMIT 1")
-    if kind and kind[0].startswith(("TIMESTAMP", "DATE")):
-        return f"epoch({scan.col(scan.timestamp)})::DOUBLE"
-    return f"CAST({scan.col(scan.timestamp)} AS DOUBLE)"
+def _raw_select(scan: Scan, types: dict[str, str]) -> tuple[str, list[str]]:
+    """The columns of the `raw` table: user, item, timestamp, file row, values, labels, and `bad`, the
+    index (in `numeric`) of the first number on the row that is not a finite number (values: that does
+    not fit a 32-bit float), NULL when the row is fine. Returns the select list and `numeric`."""
+    assert scan.item is not None  # an interaction scan always names its item column
+    numeric = ([scan.timestamp] if scan.timestamp else []) + scan.values
+    conv = {c: _number_exprs(scan.col(c), types.get(c, "VARCHAR")) for c in numeric}
+    ts = "NULL::DOUBLE" if scan.timestamp is None else conv[scan.timestamp][0]  # no timestamp: file order
+    # Integer timestamps beyond 2^53 (nanoseconds since 1970) are not exact as doubles: two of them can
+    # round to one double, and the file row would then decide their order. `x` keeps them exact for the sort.
+    exact = "NULL::BIGINT"
+    if scan.timestamp is not None and not _is_time(types.get(scan.timestamp, "VARCHAR")):
+        text = scan.col(scan.timestamp)
+        if types.get(scan.timestamp, "VARCHAR") == "VARCHAR":
+            text = f"trim({text})"
+        exact = f"CASE WHEN abs({ts}) >= 9007199254740992 THEN TRY_CAST({text} AS BIGINT) END"
+    checks = []
+    for k, c in enumerate(numeric):
+        value, present = conv[c]
+        is_value = not (scan.timestamp is not None and k == 0)
+        fits = f" OR TRY_CAST({value} AS FLOAT) IS NULL" if is_value else ""
+        checks.append(f"WHEN {present} AND (NOT coalesce(isfinite({value}), false){fits}) THEN {k}")
+    bad = f"CASE {' '.join(checks)} END" if checks else "NULL::INTEGER"
+    cols = [
+        f"CAST({scan.col(scan.user)} AS VARCHAR) AS u",
+        f"CAST({scan.col(scan.item)} AS VARCHAR) AS i",
+        f"{ts} AS t",
+        f"{scan.col(scan.row_column) if scan.row_column else 'NULL::BIGINT'} AS r",
+        f"{exact} AS x",
+        *[f"TRY_CAST({conv[v][0]} AS FLOAT) AS v_{i}" for i, v in enumerate(scan.values)],
+        *[f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}" for i, c in enumerate(scan.labels)],
+        f"{bad} AS bad",
+    ]
+    return ", ".join(cols), numeric
 
 
 def _progress(scan: Scan) -> tqdm:
@@ -171,37 +248,33 @@ def ingest(
     extra_meta: dict | None = None,
 ) -> None:
     """Read `scan` (and `profile`) out of core and write the store to `out` atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(prefix="lifelongrec-ingest-") as tmpd,
+        # Next to the output (DuckDB spills there; /tmp may be small): a dot-named .tmp folder, so the
+        # cache's clean_stale_temporaries removes it after a kill.
+        tempfile.TemporaryDirectory(dir=out.parent, prefix=".ingest-", suffix=".tmp") as tmpd,
         atomic_directory(out) as dst,
         _progress(scan) as bar,
     ):
         bar.set_postfix_str("read")
         tmp = Path(tmpd)
         con = connect(tmp, memory_limit)
-        numeric = ([scan.timestamp] if scan.timestamp else []) + scan.values
-        row = scan.col(scan.row_column) if scan.row_column else "NULL::BIGINT"
-        assert scan.item is not None  # an interaction scan always names its item column
         try:
-            ts = _timestamp_expr(con, scan)
-            label_exprs = [f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}" for i, c in enumerate(scan.labels)]
-            _sql(
-                con,
-                "CREATE TABLE raw AS SELECT "
-                + ", ".join(
-                    [
-                        f"CAST({scan.col(scan.user)} AS VARCHAR) AS u",
-                        f"CAST({scan.col(scan.item)} AS VARCHAR) AS i",
-                        f"{ts} AS t",
-                        f"{row} AS r",
-                        *_value_exprs(scan),
-                        *label_exprs,
-                    ]
-                )
-                + f" FROM {scan.sql}",
-            )
+            sniffed = _column_types(con, scan)  # Parquet: the file's types; text: DuckDB's guesses
+            types = sniffed if scan.csv is None else _read_types(scan, sniffed)
+            read_sql = scan.typed_sql(types)
+            select, numeric = _raw_select(scan, types)
+            _sql(con, f"CREATE TABLE raw AS SELECT {select} FROM {read_sql}")
         except duckdb.Error as e:
-            raise _explain_failure(con, scan, numeric, e) from None
+            con.close()
+            raise explain_engine_error(scan, e) from None
+        first_bad = _sql(con, "SELECT coalesce(r, rowid) + 1, bad FROM raw WHERE bad IS NOT NULL ORDER BY 1 LIMIT 1")
+        if first_bad is not None:
+            n_row, k = int(first_bad[0]), int(first_bad[1])
+            is_value = not (scan.timestamp is not None and k == 0)
+            err = _bad_value(con, scan, read_sql, numeric[k], n_row, is_value)
+            con.close()
+            raise err
         _check_nulls(con, scan, {"user": "u", "item": "i", **({"timestamp": "t"} if scan.timestamp else {})})
         n = _value(con, "SELECT count(*) FROM raw")
         if n == 0:
@@ -227,8 +300,8 @@ def ingest(
         _sql(
             con,
             f"COPY (SELECT uidx::INTEGER AS user, iidx::INTEGER AS item, t AS timestamp{vcols} "
-            f"FROM raw JOIN uvoc USING (u) JOIN ivoc USING (i) ORDER BY uidx, t, {tie}) "
-            f"TO '{dst / 'interactions.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
+            f"FROM raw JOIN uvoc USING (u) JOIN ivoc USING (i) ORDER BY uidx, t, x, {tie}) "
+            f"TO {sql_string(dst / 'interactions.parquet')} (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
         )
         bar.update()
         bar.set_postfix_str("users and labels")
@@ -236,14 +309,15 @@ def ingest(
         ties = 0
         if scan.timestamp is not None:
             # Each group of k events sharing (user, timestamp) holds k - 1 ties: n - #distinct pairs.
-            ties = n - _value(con, "SELECT count(*) FROM (SELECT DISTINCT u, t FROM raw)")
+            ties = n - _value(con, "SELECT count(*) FROM (SELECT DISTINCT u, t, x FROM raw)")
         counts = con.sql(
             "SELECT uvoc.uidx, uvoc.u, count(raw.u) FROM uvoc LEFT JOIN raw USING (u) GROUP BY ALL ORDER BY uvoc.uidx"
         ).to_arrow_table()
         label_tables = {}
         if scan.labels:  # per-user labels in the interaction file: the first non-empty value in file order
             sel = ", ".join(
-                f'arg_min(l_{k}, {tie}) FILTER (WHERE l_{k} IS NOT NULL) AS "{c}"' for k, c in enumerate(scan.labels)
+                f"arg_min(l_{k}, {tie}) FILTER (WHERE l_{k} IS NOT NULL) AS {ident(c)}"
+                for k, c in enumerate(scan.labels)
             )
             label_tables["interactions"] = con.sql(
                 f"SELECT uvoc.uidx, {sel} FROM raw JOIN uvoc USING (u) GROUP BY uvoc.uidx ORDER BY 1"
@@ -282,11 +356,13 @@ def ingest(
 
 
 def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, dict]:
-    labels = ", ".join(f'CAST({p.col(c)} AS VARCHAR) AS "{c}"' for c in p.labels)
+    labels = "".join(f", CAST({p.col(c)} AS VARCHAR) AS {ident(c)}" for c in p.labels)
     try:
-        _sql(con, f"CREATE TABLE prof AS SELECT CAST({p.col(p.user)} AS VARCHAR) AS u, {labels} FROM {p.sql}")
+        # labels as text, as written (a sniffed number type would turn 01234 into 1234)
+        src = p.typed_sql({c: "VARCHAR" for c in p.labels})
+        _sql(con, f"CREATE TABLE prof AS SELECT CAST({p.col(p.user)} AS VARCHAR) AS u{labels} FROM {src}")
     except duckdb.Error as e:
-        raise _explain_failure(con, p, [], e) from None
+        raise explain_engine_error(p, e) from None
     empty = _sql(con, "SELECT rowid + 1 FROM prof WHERE u IS NULL LIMIT 1")
     if empty:
         raise DataError("empty user id", file=p.file, row=int(empty[0]), field=p.user)
@@ -301,8 +377,8 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
             field=p.user,
             expected="one row per user",
         )
-    cols = ", ".join(f'prof."{c}"' for c in p.labels)
-    table = con.sql(f"SELECT uvoc.uidx, {cols} FROM prof JOIN uvoc USING (u) ORDER BY 1").to_arrow_table()
+    cols = "".join(f", prof.{ident(c)}" for c in p.labels)
+    table = con.sql(f"SELECT uvoc.uidx{cols} FROM prof JOIN uvoc USING (u) ORDER BY 1").to_arrow_table()
     unmatched = _value(con, "SELECT count(*) FROM prof ANTI JOIN uvoc USING (u)")
     return table, {
         "profile_file": str(p.file),
@@ -352,10 +428,23 @@ def source_fingerprint(source: SourceConfig, hashes: dict[str, str], scan: Scan,
 
 
 def open_store(source: SourceConfig, cache: Path, memory_limit: str | None = None) -> InteractionStore:
-    """Ingest the source once into `cache/stores/<fingerprint>` and load it."""
+    """Ingest the source once into `cache/stores/<fingerprint>` and load it.
+
+    Writers hold the lock of the `stores` folder (waiting for it: see data/locks.py), so two processes
+    never ingest into the cache at once; the one that waited finds the store written and loads it.
+    Under the lock, the temporaries of a killed ingestion are removed. A finished store is read without
+    the lock: it appears whole (renamed into place) and is never rewritten."""
     scan, profile, hashes = interaction_scan(source)
     fp = source_fingerprint(source, hashes, scan, profile)
     path = cache / "stores" / fp
     if not (path / "store.json").is_file():
-        ingest(scan, profile, path, memory_limit, extra_meta={"fingerprint": fp, "source_hashes": hashes})
+        with cache_lock(path.parent, what="store cache"):
+            clean_stale_temporaries(path.parent)
+            if not (path / "store.json").is_file():
+                if source.dataset is not None:
+                    # store.json claims the pinned hashes: hash the files again now, whatever the stamp says
+                    from .sources import fetch
+
+                    fetch(source.dataset, quiet=True, verify=True)
+                ingest(scan, profile, path, memory_limit, extra_meta={"fingerprint": fp, "source_hashes": hashes})
     return load_store(path)

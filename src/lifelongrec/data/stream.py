@@ -10,6 +10,7 @@ because the split is written to disk once, every method that ever runs on the st
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +116,11 @@ def _assign(n: int, split: SplitConfig, salt: str) -> np.ndarray:
 
 def _numeric_key(s: str) -> tuple:
     try:
-        return (0, float(s), s)
+        x = float(s)
     except (TypeError, ValueError):
         return (1, 0.0, str(s))
+    # "nan" would make the sort depend on the input order (every comparison with NaN is false): as text.
+    return (0, x, s) if math.isfinite(x) else (1, 0.0, str(s))
 
 
 def _class_labels(
@@ -140,6 +143,13 @@ def _class_labels(
                     field=cfg.field,
                     expected="a number to bin",
                 ) from None
+            if not math.isfinite(x):  # NaN would land in the last bin, silently
+                raise DataError(
+                    f"user '{users[i]}': value '{raw[i]}' is not a finite number",
+                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    field=cfg.field,
+                    expected="a finite number to bin (list unknown values in source.unknown_labels)",
+                )
             out[i] = int(np.searchsorted(edges, x, side="right"))
         return out, names
     if cfg.classes is not None:
