@@ -146,3 +146,42 @@ def test_item_task_grouped_loss_is_the_mean_over_examples(tmp_path):
     logits = u @ net.head.weight[1:].T + net.head.bias[1:]
     want = F.cross_entropy(logits, torch.from_numpy(td.target[tr]).long() - 1)
     torch.testing.assert_close(got.detach(), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+@pytest.mark.parametrize("placement", ["per_conv", "per_block"])
+def test_peterrec_patch_placement(tmp_path, backbone, placement):
+    """The reference places a patch after each convolution (SASRec: each sub-layer); both placements
+    start exactly as the pretrained network (zero-initialised up-projections) and are stored per task."""
+    import torch
+    from safetensors.torch import load_file
+
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.methods import TaskInfo, build_method
+
+    cfg = load_config(
+        synthetic_config(tmp_path, backbone), [*FAST, "method.name=peterrec", f"method.placement={placement}"]
+    )
+    stream, _ = open_stream(cfg)
+    m = build_method("peterrec", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    m.before_task(TaskInfo("T2", "item_rec", 1))
+    sites = set(m.patches["T2"].keys())
+    n = m.backbone.n_blocks
+    assert sites == (
+        {str(i) for i in range(n)} if placement == "per_block" else {f"{i}_{k}" for i in range(n) for k in (0, 1)}
+    )
+    m.module().eval()
+    items = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(
+            m.task_net("T2").user_vectors({"items": items}), m.task_net("T1").user_vectors({"items": items})
+        )
+    run_stream(cfg, "peterrec", tmp_path / "run", log=lambda *_: None)
+    stored = {
+        k.split(".")[1]
+        for k in load_file(tmp_path / "run" / "adapters" / "T2" / "adapter.safetensors")
+        if k.startswith("patches.")
+    }
+    assert stored == sites

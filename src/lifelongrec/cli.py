@@ -300,6 +300,29 @@ def stream_run(
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 
 
+@app.command("bench")
+def bench_cmd(
+    config: ConfigOpt = "ml1m",
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods (default: every built-in one)")] = None,
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="seeds per method (T1 pretrained once per seed)")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="the ML-100K stream with 2 seeds: a first look")] = False,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Every method on one stream with the same splits, seeds and budgets; one Table-2 report with
+    mean ± std over seeds, reference rows and paired tests. Rerun the same command to resume."""
+    from .bench import render, run_bench
+
+    if quick:
+        config, seeds = "ml100k", min(seeds, 2)
+    name = Path(config).stem if Path(config).suffix else config
+    out = out or Path("runs") / "bench" / name
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = run_bench(config, out, chosen, seeds, list(set_ or []))
+    typer.echo(render(result))
+    typer.echo(f"\nwall time {result['wall_seconds']:.0f} s; written to {out / 'report.md'} and {out / 'bench.json'}")
+
+
 @app.command("report")
 def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="stream run folders")],

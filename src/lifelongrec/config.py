@@ -254,6 +254,12 @@ class TrainConfig(Strict):
     # Item recommendation tasks (T2, T3): Conure reports BPR with sampled negatives; full softmax is
     # the stronger and faster-converging choice here. Both are available.
     item_loss: Literal["full", "sampled", "bpr"] = "full"
+    # Where the BPR and sampled-softmax negatives of item_rec tasks come from: uniform over the catalogue,
+    # or "popularity", LambdaFM's static sampler as Conure trains T2/T3: every catalogue item ranked by its
+    # count among the task's training targets (most frequent first, r = 0, 1, ...; ties by item id) and
+    # drawn with p(j) ∝ exp(-(r_j + 1) / (rho * N)), N = catalogue size (heads.popularity_negatives).
+    negatives: Literal["uniform", "popularity"] = "uniform"
+    popularity_rho: float = Field(default=0.3, gt=0)  # rho of the popularity sampler (Conure: 0.3)
     eval_batch_size: int = Field(default=1024, ge=1)
     # Training batches are random, then sorted by length within groups of this many batches, so a batch
     # of similar lengths can drop its all-padding columns (faster). 1 = plain random batches: slower on
@@ -269,6 +275,10 @@ class TrainConfig(Strict):
     threads: int | None = None  # torch threads; default: all cores
     # Where to compute: auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps.
     device: str = "auto"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"negatives": "uniform", "popularity_rho": 0.3})
 
 
 class MethodSettings(Strict):

@@ -29,7 +29,7 @@ from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
 from .device import resolve_device
 from .engine import Objective
 from .errors import ConfigError
-from .heads import BinaryHead, ClassHead, ItemHead
+from .heads import BinaryHead, ClassHead, ItemHead, popularity_negatives
 from .metrics import accuracy, auc, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
 from .tasknet import Batch, TaskNet
 
@@ -273,6 +273,12 @@ class ItemRecObjective(TaskObjective):
         self.train_w = self.train_w[first]  # one window per user
         self.train_t = self.train_t[order]  # targets grouped by user, in user order
         self.t_off = np.concatenate([[0], np.cumsum(counts)])
+        # Negatives of the sampled/BPR losses: uniform (None), or LambdaFM's static popularity sampler
+        # over this task's training targets (Conure's T2/T3), built once.
+        self.neg_dist: torch.Tensor | None = None
+        if cfg.train.negatives == "popularity":
+            p = popularity_negatives(self.train_t, stream.n_items, cfg.train.popularity_rho)
+            self.neg_dist = p.to(device=self.device, dtype=torch.float32)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
         lengths = (self.train_w > 0).sum(1)
@@ -290,7 +296,8 @@ class ItemRecObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         u, t = self.net.user_vectors(batch), batch["target"]
-        loss = cast(ItemHead, self.net.head).loss(u[batch["target_row"]], t, self.cfg.train.item_loss, self.n_neg, gen)
+        head, kind = cast(ItemHead, self.net.head), self.cfg.train.item_loss
+        loss = head.loss(u[batch["target_row"]], t, kind, self.n_neg, gen, self.neg_dist)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:

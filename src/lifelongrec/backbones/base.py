@@ -31,7 +31,10 @@ class View:
     """One task's view of a shared backbone, passed with every call."""
 
     weights: Mapping[str, torch.Tensor] | None = None  # parameter name -> the tensor to use instead
-    patches: Mapping[str, Patch] | None = None  # block index (str) -> patch(block input, branch output)
+    # Patch sites -> patch(input, output): "<block>" patches a residual block's branch output (input:
+    # the block input); "<block>_<k>" the k-th sub-layer of the block (NextItNet: its k-th convolution;
+    # SASRec: 0 = attention, 1 = feed-forward), input: that sub-layer's input.
+    patches: Mapping[str, Patch] | None = None
     prompt: torch.Tensor | None = None  # added to the input item embeddings
 
     def weight(self, module: nn.Module) -> torch.Tensor:
@@ -91,7 +94,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     @staticmethod
-    def patch(view: View, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def patch(view: View, index: int | str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Block `index`'s residual branch under `view`: `x` is the block input, `y` the branch output."""
         if view.patches is not None and str(index) in view.patches:
             return view.patches[str(index)](x, y)

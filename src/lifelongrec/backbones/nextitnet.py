@@ -58,9 +58,15 @@ class ResidualBlock(nn.Module):
         self.conv2 = CausalConv1d(d, kernel_size, 2 * dilation)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, view: View) -> torch.Tensor:
-        y = self.conv1(F.relu(self.ln1(h)) * mask, view)
-        y = self.conv2(F.relu(self.ln2(y)) * mask, view)
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, view: View, index: int = 0) -> torch.Tensor:
+        x = F.relu(self.ln1(h)) * mask
+        y = self.conv1(x, view)
+        if view.patches is not None:  # PeterRec's reference places a patch after each convolution
+            y = Backbone.patch(view, f"{index}_0", x, y)
+        x = F.relu(self.ln2(y)) * mask
+        y = self.conv2(x, view)
+        if view.patches is not None:
+            y = Backbone.patch(view, f"{index}_1", x, y)
         return self.dropout(y)
 
 
@@ -82,5 +88,5 @@ class NextItNet(Backbone):
         for i, block in enumerate(self.blocks):
             # Padded positions of h may hold junk (conv biases); harmless, because every convolution
             # reads its input through the mask, so no real position ever sees them.
-            h = h + self.patch(view, i, h, block(h, mask, view))
+            h = h + self.patch(view, i, h, block(h, mask, view, i))
         return self.ln(h) * mask

@@ -60,15 +60,24 @@ class Layer(nn.Module):
         self.ffn2 = nn.Linear(inner, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, view: View) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, allowed: torch.Tensor, view: View, index: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the state after the attention sub-layer and the FFN's residual update; the caller
         adds the update (through the block's patch hook) and re-applies the padding mask."""
         if self.original:
             y = self.ln1(x)  # the reference code drops attention weights only, not the attention output
-            x = self.ln2(y + self.attn(y, allowed, view, kv=x))
-            return x, self.ffn(x, view)
-        x = x + self.drop(self.attn(self.ln1(x), allowed, view))
-        return x, self.ffn(self.ln2(x), view)
+            x = self.ln2(y + self._site(view, index, 0, y, self.attn(y, allowed, view, kv=x)))
+            return x, self._site(view, index, 1, x, self.ffn(x, view))
+        y = self.ln1(x)
+        x = x + self.drop(self._site(view, index, 0, y, self.attn(y, allowed, view)))
+        z = self.ln2(x)
+        return x, self._site(view, index, 1, z, self.ffn(z, view))
+
+    @staticmethod
+    def _site(view: View, index: int, k: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The patch site of sub-layer k (0 attention, 1 feed-forward), when a view carries patches."""
+        return y if view.patches is None else Backbone.patch(view, f"{index}_{k}", x, y)
 
     def ffn(self, z: torch.Tensor, view: View) -> torch.Tensor:
         inner = F.relu(F.linear(z, view.weight(self.ffn1), self.ffn1.bias))
@@ -107,6 +116,6 @@ class SASRec(Backbone):
         allowed = (causal & real[:, None, :]) | torch.eye(L, dtype=torch.bool, device=x.device)
         allowed = allowed[:, None]  # [B, 1, L, L]
         for i, layer in enumerate(self.layers):
-            h, update = layer(h, allowed, view)
+            h, update = layer(h, allowed, view, i)
             h = (h + self.patch(view, i, h, update)) * mask
         return self.ln(h) * mask

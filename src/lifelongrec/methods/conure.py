@@ -5,8 +5,9 @@ has an owner, one byte per weight: 0 = free, k = the k-th task of the stream. Ea
 
     train    the task trains the free weights (all of them for T1) and reads, frozen, the weights of
              the earlier tasks: Z' = Z * (1 - G) + stop_gradient(Z * G)   (equation 4)
-    prune    within each weight tensor, the task's smallest-magnitude weights (ratio per task) are set
-             to zero and freed: they are the free space of the next task
+    prune    within each weight tensor, the task's smallest-magnitude weights (ratio per task) are
+             freed: hidden from the task from now on, they are the free space of the next task, which
+             starts from their values
     retrain  the task's remaining weights train again and recover its accuracy
     frozen   nothing of the task moves any more
 
@@ -49,12 +50,24 @@ class ConureSettings(MethodSettings):
     # (the paper: 30/80/80%). Off by default: embeddings are trained by T1 and then frozen.
     prune_embedding: bool = False
     embedding_prune: list[float] = Field(default_factory=lambda: [0.3, 0.8, 0.8])
+    # Ratios by task name, overriding the positional lists above: a task keeps its ratio whatever its
+    # position in the order (the paper's ratios belong to tasks; by position, T3 learned second would
+    # be pruned at T2's ratio).
+    prune_by_task: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("prune", "embedding_prune")
     @classmethod
     def _ratios(cls, v: list[float]) -> list[float]:
         if not v or any(not 0 <= r < 1 for r in v):
             raise ValueError(f"prune ratios must be in [0, 1), got {v}")
+        return v
+
+    @field_validator("prune_by_task")
+    @classmethod
+    def _named(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {t: r for t, r in v.items() if not 0 <= r < 1}
+        if bad:
+            raise ValueError(f"prune ratios must be in [0, 1), got {bad}")
         return v
 
 
@@ -236,6 +249,8 @@ class Conure(SharedBackbone):
             embedding = n == "item_embedding.weight"
             ratios = s.embedding_prune if embedding else s.prune
             ratio = ratios[min(task.index, len(ratios) - 1)]
+            if not embedding and task.name in s.prune_by_task:
+                ratio = s.prune_by_task[task.name]
             owner = self.owners[n]
             mine = owner == k
             if embedding:
@@ -246,8 +261,10 @@ class Conure(SharedBackbone):
                 continue
             threshold = w[mine].abs().kthvalue(drop).values
             cut = mine & (w.abs() <= threshold)
+            # Freed, not zeroed: the weight keeps its value, hidden from this task by the mask, and the
+            # next task starts its free weights from it ("we initialize Conure by using both condensed
+            # and pruned parameters of T1", section 4, Stage 4; the authors' code keeps them too).
             owner[cut] = 0
-            w[cut] = 0.0
 
     def after_task(self, task: TaskInfo) -> None:
         super().after_task(task)

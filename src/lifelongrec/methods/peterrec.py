@@ -27,25 +27,40 @@ from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
 class PeterRecSettings(MethodSettings):
     mode: Literal["serial", "parallel"] = "serial"
     bottleneck: int = Field(16, ge=1)  # patch width (PeterRec: a small fraction of d)
+    # Where patches go: "per_block", one on each residual block's branch output (our first version), or
+    # "per_conv", one after each of the block's two convolutions (SASRec: after attention and after the
+    # feed-forward), as the reference code places them.
+    placement: Literal["per_block", "per_conv"] = "per_conv"
+    activation: Literal["relu", "gelu"] = "gelu"  # the reference code's bottleneck uses GELU
+    dropout: bool = True  # apply the backbone's dropout rate to each patch's output
 
 
 class Patch(nn.Module):
-    def __init__(self, d: int, k: int, mode: str) -> None:
+    """x -> x + W_up act(W_down x) on the patched site's output (serial) or its input (parallel)."""
+
+    def __init__(self, d: int, k: int, mode: str, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
         self.mode = mode
         self.down = nn.Linear(d, k)
         self.up = nn.Linear(k, d)
+        self.act = F.gelu if activation == "gelu" else F.relu
+        self.drop = nn.Dropout(dropout)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.mode == "serial":
-            return y + self.up(F.relu(self.down(y)))
-        return y + self.up(F.relu(self.down(x)))
+        z = y if self.mode == "serial" else x
+        return y + self.drop(self.up(self.act(self.down(z))))
 
 
-def _patches(d: int, blocks: int, s: PeterRecSettings) -> nn.ModuleDict:
-    return nn.ModuleDict({str(i): Patch(d, s.bottleneck, s.mode) for i in range(blocks)})
+def _patches(d: int, blocks: int, s: PeterRecSettings, dropout: float) -> nn.ModuleDict:
+    sites = (
+        [str(i) for i in range(blocks)]
+        if s.placement == "per_block"
+        else [f"{i}_{k}" for i in range(blocks) for k in (0, 1)]
+    )
+    p = dropout if s.dropout else 0.0
+    return nn.ModuleDict({site: Patch(d, s.bottleneck, s.mode, s.activation, p) for site in sites})
 
 
 class PeterRec(SharedBackbone):
@@ -66,7 +81,8 @@ class PeterRec(SharedBackbone):
         if task.index == 0:
             return self.learn_first_task(task)
         torch.manual_seed(self.cfg.train.seed * 1000 + 700 + task.index)
-        p = self.patches[task.name] = _patches(self.cfg.model.d, self.backbone.n_blocks, self.settings).to(self.device)
+        p = _patches(self.cfg.model.d, self.backbone.n_blocks, self.settings, self.cfg.model.dropout)
+        p = self.patches[task.name] = p.to(self.device)
         head = self.heads[task.name] = self.make_head(task, self.backbone)
         return self.net(self._encoder(task.name), head, p, head, module=nn.ModuleDict({"patches": p, "head": head}))
 
@@ -92,6 +108,6 @@ class PeterRec(SharedBackbone):
         if not sd:
             return None
         s = PeterRecSettings.model_validate(config["settings"])
-        p = _patches(base.backbone.d, base.backbone.n_blocks, s)
+        p = _patches(base.backbone.d, base.backbone.n_blocks, s, base.backbone.cfg.dropout)
         p.load_state_dict(sd)
         return View(patches=cast(Mapping[str, Patch], p.to(device).eval()))

@@ -1,0 +1,197 @@
+"""`lifelongrec bench`: every method on one stream, same splits, seeds and budgets, one report.
+
+For each seed, T1 is pretrained once (`<out>/seed-<s>/T1`, the `lifelongrec pretrain` artifact) and
+every method starts its stream from it (`--init-from`), so the methods differ only in how they learn
+the tasks after T1 (Conure still prunes and retrains its copy of T1). Runs are resumable: a finished
+run is read, an interrupted one resumed, a missing one started. The report (`<out>/report.md`,
+`<out>/bench.json`) gives per method and task the mean +- standard deviation over seeds of the final
+metric, the reference rows (the most popular items, the majority class, a logistic regression on the
+bag of the user's items; references.py), backbones stored, trainable parameters, bytes added and
+training seconds per task, forgetting and BWT, and a paired t-test of each method against STL per task
+(over seeds; scipy), plus each method's heatmaps for the first seed.
+
+Methods join by name: `--methods` takes any registered method (default: every built-in one).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import StreamConfig, load_config
+from .data.prepare import open_stream
+from .errors import LifelongrecError
+from .fsutil import read_json, write_json_atomic, write_text_atomic
+from .methods.registry import BUILTIN, method_class
+from .report import _fmt_bytes, heatmaps, read_run
+from .significance import paired_t_test
+
+logger = logging.getLogger("lifelongrec")
+REFERENCE_METHOD = "stl"  # every method is tested against full finetuning per task, as Conure's Table 2 compares
+
+
+def _seed_config(cfg: StreamConfig, seed: int) -> StreamConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+
+
+def _pretrained(cfg: StreamConfig, stream, out: Path) -> Path:
+    from .pretrain import pretrain
+
+    meta = out / "backbone.json"
+    if not meta.is_file():
+        logger.info(f"bench: pretraining T1 into {out}")
+        pretrain(cfg, stream, out)
+    return out
+
+
+def _learn(cfg: StreamConfig, method: str, out: Path, init_from: Path) -> Path:
+    from .runner import run_stream
+
+    run = out / "run.json"
+    if run.is_file() and read_json(run, "a stream run's run.json").get("status") == "complete":
+        return out
+    logger.info(f"bench: {method} -> {out}")
+    run_stream(cfg, method, out, resume=run.is_file(), init_from=init_from)
+    return out
+
+
+def run_bench(
+    config: str | Path, out: Path, methods: list[str] | None = None, seeds: int = 3, overrides: list[str] | None = None
+) -> dict:
+    """Learn the stream with every method for `seeds` seeds (resumable) and write the report."""
+    methods = methods or list(BUILTIN)
+    for m in methods:
+        method_class(m)  # an unknown name fails here, before any training
+    if seeds < 1:
+        raise LifelongrecError(f"--seeds {seeds}: give at least one seed")
+    t0 = time.perf_counter()
+    base_cfg = load_config(config, overrides or [])
+    stream, _ = open_stream(base_cfg)
+    runs: dict[str, list[Path]] = {m: [] for m in methods}
+    for seed in range(seeds):
+        cfg = _seed_config(base_cfg, seed)
+        t1 = _pretrained(cfg, stream, out / f"seed-{seed}" / "T1")
+        for m in methods:
+            runs[m].append(_learn(cfg, m, out / f"seed-{seed}" / m, t1))
+    from .references import reference_rows
+
+    refs = reference_rows(stream, base_cfg)
+    result = summarise(runs, refs)
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["config"] = str(config)
+    result["overrides"] = list(overrides or [])
+    write_json_atomic(out / "bench.json", result)
+    text = render(result)
+    body = [f"# Bench: {base_cfg.name}, {seeds} seed(s)", "", text, ""]
+    for m in methods:
+        for p in heatmaps(read_run(runs[m][0]), out):
+            body.append(f"![{p.stem}]({p.name})")
+    write_text_atomic(out / "report.md", "\n".join(body) + "\n")
+    return result
+
+
+def _stat(values: list[float]) -> dict:
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    if not v:
+        return {"mean": None, "std": None, "n": 0, "values": values}
+    std = float(np.std(v, ddof=1)) if len(v) > 1 else None
+    return {"mean": float(np.mean(v)), "std": std, "n": len(v), "values": values}
+
+
+def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> dict:
+    """Per method: mean/std over seeds of each task's final metric, forgetting, costs; tests vs STL."""
+    rows: dict[str, dict] = {}
+    tasks: list[str] = []
+    metrics: dict[str, str] = {}
+    for m, paths in runs.items():
+        seeds = [read_run(p) for p in paths]
+        order = seeds[0]["order"]
+        tasks += [t for t in order if t not in tasks]
+        finals: dict[str, list[float]] = {t: [] for t in order}
+        for r in seeds:
+            last = r["R"][len(r["summary"]["tasks"]) - 1]
+            for j, t in enumerate(r["order"]):
+                finals[t].append(float(last[j]))
+            metrics.update(zip(r["summary"]["tasks"], r["summary"]["metrics"]))
+        s0 = seeds[0]["summary"]
+        forget = [np.mean([f for f in r["summary"]["forgetting"] if f is not None] or [0.0]) for r in seeds]
+        rows[m] = {
+            "final": {t: _stat(v) for t, v in finals.items()},
+            "forgetting_mean": _stat([float(x) for x in forget]),
+            "bwt": _stat([r["summary"]["bwt"] if r["summary"]["bwt"] is not None else math.nan for r in seeds]),
+            "backbones_stored": s0["backbones_stored"],
+            "trainable_parameters": s0["trainable_parameters"],
+            "added_bytes": s0["added_bytes"],
+            "train_seconds": _stat([float(np.mean(r["summary"]["train_seconds"])) for r in seeds]),
+            "complete": all(r["summary"]["complete"] for r in seeds),
+        }
+    tests: dict[str, dict[str, dict]] = {}
+    ref = rows.get(REFERENCE_METHOD)
+    if ref is not None:
+        for m, row in rows.items():
+            if m == REFERENCE_METHOD:
+                continue
+            tests[m] = {}
+            for t, st in row["final"].items():
+                a, b = st["values"], ref["final"].get(t, {}).get("values", [])
+                if len(a) == len(b) >= 2:
+                    tests[m][t] = paired_t_test(a, b)
+    return {"tasks": tasks, "metrics": metrics, "methods": rows, "references": refs, "vs_" + REFERENCE_METHOD: tests}
+
+
+def _cell(st: dict | None) -> str:
+    if not st or st.get("mean") is None:
+        return "-"
+    return f"{st['mean']:.4f}" + (f" ± {st['std']:.4f}" if st.get("std") is not None else "")
+
+
+def render(result: dict) -> str:
+    tasks, metrics = result["tasks"], result["metrics"]
+    head = [
+        "method",
+        *[f"{t} ({metrics.get(t, '?')})" for t in tasks],
+        "forgetting",
+        "#Bb",
+        "bytes added T2+",
+        "s/task",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    tests = result.get("vs_" + REFERENCE_METHOD, {})
+    for m, row in result["methods"].items():
+        cells = []
+        for t in tasks:
+            c = _cell(row["final"].get(t))
+            p = tests.get(m, {}).get(t, {}).get("p")
+            cells.append(c + (f" (p={p:.2g})" if p is not None else ""))
+        added = sum(row["added_bytes"][1:]) if len(row["added_bytes"]) > 1 else 0
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    m + ("" if row["complete"] else " (partial)"),
+                    *cells,
+                    _cell(row["forgetting_mean"]),
+                    str(row["backbones_stored"]),
+                    _fmt_bytes(added),
+                    _cell(row["train_seconds"]),
+                ]
+            )
+            + " |"
+        )
+    for name, per_task in result["references"].items():
+        cells = []
+        for t in tasks:
+            v = per_task.get(t, {}).get(metrics.get(t, ""))
+            cells.append("-" if v is None else f"{v:.4f}")
+        lines.append("| " + " | ".join([f"*{name}* (reference)", *cells, "-", "-", "-", "-"]) + " |")
+    lines += [
+        "",
+        "Each cell: the task's final test metric after the whole stream, mean ± standard deviation over seeds; "
+        f"(p=...) is a two-sided paired t-test against {REFERENCE_METHOD} over the same seeds (no correction for "
+        "multiple comparisons). Reference rows are computed on the same test splits without training a model.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""`lifelongrec bench`: every method on one stream, shared T1 per seed, mean ± std, reference rows,
+paired tests against STL, resumable."""
+
+from __future__ import annotations
+
+import json
+
+from synthetic import synthetic_config
+from typer.testing import CliRunner
+
+from lifelongrec.bench import run_bench
+from lifelongrec.cli import app
+
+SETS = ["train.epochs=2", "train.patience=5"]
+
+
+def test_bench_aggregates_seeds_and_references(tmp_path):
+    cfg = synthetic_config(tmp_path)
+    out = tmp_path / "bench"
+    res = run_bench(cfg, out, ["finesmax", "stl", "conure"], seeds=2, overrides=SETS)
+    assert set(res["methods"]) == {"finesmax", "stl", "conure"} and res["tasks"] == ["T1", "T2", "T3"]
+    for m, row in res["methods"].items():
+        for t in res["tasks"]:
+            st = row["final"][t]
+            assert st["n"] == 2 and st["std"] is not None and len(st["values"]) == 2, (m, t)
+    # one T1 per seed shared by every method: FineSmax and STL serve exactly the pretrained T1
+    for seed in (0, 1):
+        pre = json.loads((out / f"seed-{seed}" / "T1" / "backbone.json").read_text())["test"]["MRR@5"]
+        assert abs(res["methods"]["finesmax"]["final"]["T1"]["values"][seed] - pre) < 1e-6
+    # the seeds differ (otherwise the std would be meaningless)
+    assert res["methods"]["stl"]["final"]["T2"]["values"][0] != res["methods"]["stl"]["final"]["T2"]["values"][1]
+    assert set(res["vs_stl"]) == {"finesmax", "conure"} and "p" in res["vs_stl"]["conure"]["T2"]
+    assert {"most_popular", "majority"} <= set(res["references"])
+    text = (out / "report.md").read_text()
+    assert "± " in text and "(reference)" in text and "p=" in text and text.count("![") == 6
+    # rerunning reads the finished runs instead of training again
+    again = run_bench(cfg, out, ["finesmax", "stl", "conure"], seeds=2, overrides=SETS)
+    assert again["methods"] == res["methods"] and again["wall_seconds"] < res["wall_seconds"]
+
+
+def test_bench_refuses_an_unknown_method_before_training(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--config", str(synthetic_config(tmp_path)), "--methods", "stl,nope"])
+    assert "unknown method 'nope'" in str(r.exception)
+    assert not (tmp_path / "runs").exists()
