@@ -42,3 +42,15 @@ def test_bench_refuses_an_unknown_method_before_training(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--config", str(synthetic_config(tmp_path)), "--methods", "stl,nope"])
     assert "unknown method 'nope'" in str(r.exception)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_paper_recipe_config():
+    """configs/ml1m_paper.yaml carries Conure's training recipe (section 6.1) at d = 64."""
+    from lifelongrec.config import load_config
+
+    cfg = load_config("ml1m_paper")
+    t1, later = cfg.train_for(0), cfg.train_for(1)
+    assert cfg.sequence.max_length == 30 and cfg.model.d == 64
+    assert (t1.loss, t1.sampled_fraction, t1.lr, t1.batch_size, t1.weight_decay) == ("sampled", 0.2, 1e-3, 32, 0.02)
+    assert (later.lr, later.batch_size, later.weight_decay) == (1e-4, 512, 0.02)
+    assert (later.item_loss, later.negatives, later.popularity_rho) == ("bpr", "popularity", 0.3)
