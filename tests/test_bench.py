@@ -54,3 +54,17 @@ def test_the_paper_recipe_config():
     assert (t1.loss, t1.sampled_fraction, t1.lr, t1.batch_size, t1.weight_decay) == ("sampled", 0.2, 1e-3, 32, 0.02)
     assert (later.lr, later.batch_size, later.weight_decay) == (1e-4, 512, 0.02)
     assert (later.item_loss, later.negatives, later.popularity_rho) == ("bpr", "popularity", 0.3)
+
+
+def test_method_variants_have_their_own_settings_and_folder():
+    import pytest
+
+    from lifelongrec.bench import parse_variant
+    from lifelongrec.errors import LifelongrecError
+
+    assert parse_variant("conure") == ("conure", "conure", [])
+    label, name, sets = parse_variant("conure:budget=per_phase,retrain_share=0.3")
+    assert (label, name) == ("conure_budget-per_phase_retrain_share-0.3", "conure")
+    assert sets == ["method.budget=per_phase", "method.retrain_share=0.3"]
+    with pytest.raises(LifelongrecError, match="METHOD:key=value"):
+        parse_variant("conure:budget")

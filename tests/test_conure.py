@@ -216,3 +216,20 @@ def test_prune_ratios_by_task_name(tmp_path):
     m.prune(t1)
     for n, w in m._weights().items():
         assert int((m.owners[n] == 0).sum()) == int(0.25 * w.numel())
+
+
+def test_conure_shares_the_task_budget_between_its_phases(tmp_path):
+    """Equal budgets: with train.epochs = E, Conure's training and retraining together run at most E
+    epochs per task (retrain_share of them retraining); budget=per_phase gives each phase E."""
+    cfg = load_config(synthetic_config(tmp_path), ["train.epochs=4", "train.patience=9", "method.name=conure"])
+    run_stream(cfg, "conure", tmp_path / "shared", order=["T1", "T2"], log=lambda *_: None)
+    for t in ("T1", "T2"):
+        train = (tmp_path / "shared" / "tasks" / t / "train" / "metrics.jsonl").read_text().splitlines()
+        retrain = (tmp_path / "shared" / "tasks" / t / "phase1" / "metrics.jsonl").read_text().splitlines()
+        assert (len(train), len(retrain)) == (2, 2)
+    per = load_config(
+        synthetic_config(tmp_path),
+        ["train.epochs=4", "train.patience=9", "method.name=conure", "method.budget=per_phase"],
+    )
+    run_stream(per, "conure", tmp_path / "per", order=["T1"], log=lambda *_: None)
+    assert len((tmp_path / "per" / "tasks" / "T1" / "phase1" / "metrics.jsonl").read_text().splitlines()) == 4

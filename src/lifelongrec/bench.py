@@ -52,31 +52,53 @@ def _learn(cfg: StreamConfig, method: str, out: Path, init_from: Path) -> Path:
     from .runner import run_stream
 
     run = out / "run.json"
-    if run.is_file() and read_json(run, "a stream run's run.json").get("status") == "complete":
-        return out
+    if run.is_file():
+        held = read_json(run, "a stream run's run.json")
+        want = cfg.for_method(method).model_dump(mode="json", by_alias=True)
+        if held.get("config") != want:
+            raise LifelongrecError(
+                f"{out}: holds a {method} run with other settings than this bench asks for (code or config "
+                "changed since); use another --out, or delete that run to learn it again"
+            )
+        if held.get("status") == "complete":
+            return out
     logger.info(f"bench: {method} -> {out}")
     run_stream(cfg, method, out, resume=run.is_file(), init_from=init_from)
     return out
+
+
+def parse_variant(spec: str) -> tuple[str, str, list[str]]:
+    """`conure` or a variant with its own settings, `conure:budget=per_phase,retrain_share=0.3`:
+    (label, method name, `method.<key>=<value>` overrides). The label names the variant's folder."""
+    name, _, rest = spec.partition(":")
+    sets = [f"method.{kv.strip()}" for kv in rest.split(",") if kv.strip()] if rest else []
+    bad = [kv for kv in sets if "=" not in kv]
+    if bad:
+        raise LifelongrecError(f"--methods {spec}: expected METHOD or METHOD:key=value[,key=value]")
+    label = name + "".join("_" + kv[len("method.") :].replace("=", "-") for kv in sets)
+    label = "".join(c if c.isalnum() or c in "_-." else "-" for c in label)
+    return label, name, sets
 
 
 def run_bench(
     config: str | Path, out: Path, methods: list[str] | None = None, seeds: int = 3, overrides: list[str] | None = None
 ) -> dict:
     """Learn the stream with every method for `seeds` seeds (resumable) and write the report."""
-    methods = methods or list(BUILTIN)
-    for m in methods:
-        method_class(m)  # an unknown name fails here, before any training
+    variants = [parse_variant(m) for m in (methods or list(BUILTIN))]
+    for _, name, sets in variants:
+        method_class(name)  # an unknown name fails here, before any training
+        load_config(config, [*(overrides or []), *sets], method=name)  # and so does a bad setting
     if seeds < 1:
         raise LifelongrecError(f"--seeds {seeds}: give at least one seed")
     t0 = time.perf_counter()
     base_cfg = load_config(config, overrides or [])
     stream, _ = open_stream(base_cfg)
-    runs: dict[str, list[Path]] = {m: [] for m in methods}
+    runs: dict[str, list[Path]] = {label: [] for label, _, _ in variants}
     for seed in range(seeds):
-        cfg = _seed_config(base_cfg, seed)
-        t1 = _pretrained(cfg, stream, out / f"seed-{seed}" / "T1")
-        for m in methods:
-            runs[m].append(_learn(cfg, m, out / f"seed-{seed}" / m, t1))
+        t1 = _pretrained(_seed_config(base_cfg, seed), stream, out / f"seed-{seed}" / "T1")
+        for label, name, sets in variants:
+            cfg = _seed_config(load_config(config, [*(overrides or []), *sets], method=name), seed)
+            runs[label].append(_learn(cfg, name, out / f"seed-{seed}" / label, t1))
     from .references import reference_rows
 
     refs = reference_rows(stream, base_cfg)
@@ -87,8 +109,8 @@ def run_bench(
     write_json_atomic(out / "bench.json", result)
     text = render(result)
     body = [f"# Bench: {base_cfg.name}, {seeds} seed(s)", "", text, ""]
-    for m in methods:
-        for p in heatmaps(read_run(runs[m][0]), out):
+    for label in runs:
+        for p in heatmaps(read_run(runs[label][0]), out):
             body.append(f"![{p.stem}]({p.name})")
     write_text_atomic(out / "report.md", "\n".join(body) + "\n")
     return result
@@ -128,6 +150,11 @@ def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> 
             "added_bytes": s0["added_bytes"],
             "train_seconds": _stat([float(np.mean(r["summary"]["train_seconds"])) for r in seeds]),
             "complete": all(r["summary"]["complete"] for r in seeds),
+            # a method's phase metrics the report shows (Conure-: each task before pruning), over seeds
+            "phases": {
+                f"{m}- ({label})": {t: _stat([r["phases"][key].get(t, math.nan) for r in seeds]) for t in order}
+                for key, label in s0.get("report_phases", {}).items()
+            },
         }
     tests: dict[str, dict[str, dict]] = {}
     ref = rows.get(REFERENCE_METHOD)
@@ -182,6 +209,9 @@ def render(result: dict) -> str:
             )
             + " |"
         )
+        for label, per_task in row.get("phases", {}).items():
+            cells = [_cell(per_task.get(t)) for t in tasks]
+            lines.append("| " + " | ".join([label, *cells, "-", "-", "-", "-"]) + " |")
     for name, per_task in result["references"].items():
         cells = []
         for t in tasks:

@@ -243,7 +243,7 @@ def _run_stream(
             log(f"[{method_name}] {name} loaded from {init_from} (trained in {pre['train_seconds']:.0f} s)")
         else:
             obj.require_examples()
-            res = fit(obj, cfg_i.train, out / "tasks" / name / "train", log=log, key=key)
+            res = fit(obj, method.phase_train(info, 0, cfg_i.train), out / "tasks" / name / "train", log=log, key=key)
             t0 -= res.resumed_seconds  # epochs an interrupted earlier process already spent on this task
 
         def evaluate(n, name=name, cfg_i=cfg_i):
@@ -259,7 +259,7 @@ def _run_stream(
             log(f"[{method_name}] {name}: phase {phase + 1}")
             t0 -= fit(
                 objective_for(stream, name, net, cfg_i),
-                cfg_i.train,
+                method.phase_train(info, phase, cfg_i.train),
                 out / "tasks" / name / f"phase{phase}",
                 log=log,
                 key={**key, "phase": phase},

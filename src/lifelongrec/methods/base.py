@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone, View, build_backbone
-from ..config import BackboneConfig, MethodSettings, StreamConfig
+from ..config import BackboneConfig, MethodSettings, StreamConfig, TrainConfig
 from ..data.stream import Stream
 from ..device import resolve_device
 from ..heads import ItemHead, next_item_head
@@ -135,6 +135,12 @@ class Method(ABC):
         """After a training phase of `task`: return the network for another phase (Conure retrains
         after pruning), or None when the task is learned. `evaluate(net)` gives test metrics."""
         return None
+
+    def phase_train(self, task: TaskInfo, phase: int, train: TrainConfig) -> TrainConfig:
+        """The training settings of `phase` (0 = the first) of `task`, given the task's budget `train`.
+        A method with several phases divides the budget among them so that every method gets the same
+        budget per task (Conure shares the epochs between training and retraining)."""
+        return train
 
     def phase_metrics(self, task: str) -> dict:
         """Extra metrics measured between phases (Conure-: before pruning), recorded in the run."""

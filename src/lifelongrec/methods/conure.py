@@ -28,7 +28,7 @@ what it reads (the weights with owner <= its index), so later tasks leave it val
 from __future__ import annotations
 
 from enum import Enum
-from typing import cast
+from typing import Literal, cast
 
 import torch
 from pydantic import Field, field_validator
@@ -54,6 +54,12 @@ class ConureSettings(MethodSettings):
     # position in the order (the paper's ratios belong to tasks; by position, T3 learned second would
     # be pruned at T2's ratio).
     prune_by_task: dict[str, float] = Field(default_factory=dict)
+    # The task's budget (train.epochs, or finetune.epochs after T1) is shared by the two phases, so Conure
+    # trains no more than a baseline does: training gets the epochs retraining does not
+    # (`retrain_share` of them, at least one each). "per_phase" gives each phase the whole budget (the
+    # paper does not say; our first version did this, which doubles Conure's training).
+    budget: Literal["shared", "per_phase"] = "shared"
+    retrain_share: float = Field(default=0.5, gt=0, lt=1)
 
     @field_validator("prune", "embedding_prune")
     @classmethod
@@ -224,6 +230,13 @@ class Conure(SharedBackbone):
                 o[o == 0] = task.index + 1
         self.heads[task.name] = self.make_head(task, self.backbone)
         return self._training_net(task)
+
+    def phase_train(self, task: TaskInfo, phase: int, train):
+        if self.settings.budget == "per_phase":
+            return train
+        retrain = min(train.epochs - 1, max(1, round(train.epochs * self.settings.retrain_share)))
+        epochs = retrain if phase == 1 else train.epochs - retrain
+        return train.model_copy(update={"epochs": max(1, epochs)})
 
     def next_phase(self, task: TaskInfo, evaluate):
         stage = self.stages.of[task.name]
