@@ -77,26 +77,30 @@ class Columns(Strict):
     labels: list[str] = Field(default_factory=list)
 
 
-class ProfileSource(Strict):
-    """A per-user table of labels (users.dat, ml-1m.user, a CSV...)."""
-
-    path: str
-    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole"] = "csv"
-    user: str = "user_id"
-    fields: list[str] | None = None  # None = every column but the user
-    encoding: str = "utf-8"  # csv/tsv/recbole text: utf-8, utf-16 or latin-1
+class _TextEncoding(Strict):
+    # Text encoding of csv/tsv/recbole/tenrec files: utf-8, utf-16 or latin-1 (GroupLens is always Latin-1).
+    encoding: str = "utf-8"
 
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, v: str) -> str:
         return normalize_encoding(v)
 
+
+class ProfileSource(_TextEncoding):
+    """A per-user table of labels (users.dat, ml-1m.user, a CSV...)."""
+
+    path: str
+    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole"] = "csv"
+    user: str = "user_id"
+    fields: list[str] | None = None  # None = every column but the user
+
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         return _omit_defaults(handler(self), {"encoding": "utf-8"})
 
 
-class SourceConfig(Strict):
+class SourceConfig(_TextEncoding):
     """Either a known dataset (fetched into the cache) or the user's own files."""
 
     dataset: Literal["ml-1m", "ml-100k"] | None = None
@@ -106,15 +110,8 @@ class SourceConfig(Strict):
     profiles: ProfileSource | None = None
     # Label values that mean "unknown" (Tenrec uses 0); such users get no example in that task.
     unknown_labels: list[Any] = Field(default_factory=list)
-    # Text encoding of csv/tsv/recbole/tenrec files: utf-8, utf-16 or latin-1 (GroupLens is always Latin-1).
-    encoding: str = "utf-8"
     # Longest line DuckDB's CSV reader accepts, in bytes (None: 2,000,000, DuckDB's default).
     max_line_size: int | None = Field(default=None, ge=1)
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, v: str) -> str:
-        return normalize_encoding(v)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
