@@ -31,6 +31,8 @@ def test_bench_aggregates_seeds_and_references(tmp_path):
     assert res["methods"]["stl"]["final"]["T2"]["values"][0] != res["methods"]["stl"]["final"]["T2"]["values"][1]
     assert set(res["vs_stl"]) == {"finesmax", "conure"} and "p" in res["vs_stl"]["conure"]["T2"]
     assert {"most_popular", "majority"} <= set(res["references"])
+    for m in ("finesmax", "stl", "conure"):  # the profile task is tested against the majority class per seed
+        assert len(res["vs_majority"][m]["T3"]["p"]) == 2
     text = (out / "report.md").read_text()
     assert "± " in text and "(reference)" in text and "p=" in text and text.count("![") == 6
     # rerunning reads the finished runs instead of training again
@@ -68,3 +70,13 @@ def test_method_variants_have_their_own_settings_and_folder():
     assert sets == ["method.budget=per_phase", "method.retrain_share=0.3"]
     with pytest.raises(LifelongrecError, match="METHOD:key=value"):
         parse_variant("conure:budget")
+
+
+def test_binomial_test_against_the_majority_class():
+    from lifelongrec.bench import _versus_majority
+
+    rows = {"good": {"final": {"T4": {"values": [0.80, 0.79]}}}, "same": {"final": {"T4": {"values": [0.70, 0.70]}}}}
+    refs = {"majority": {"T4": {"accuracy": 0.70, "examples": 873}}}
+    v = _versus_majority(rows, refs, {"T4": "accuracy"})
+    assert v["good"]["T4"]["all_below_0.05"] and max(v["good"]["T4"]["p"]) < 1e-6
+    assert not v["same"]["T4"]["all_below_0.05"] and min(v["same"]["T4"]["p"]) > 0.4

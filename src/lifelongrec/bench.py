@@ -167,7 +167,40 @@ def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> 
                 a, b = st["values"], ref["final"].get(t, {}).get("values", [])
                 if len(a) == len(b) >= 2:
                     tests[m][t] = paired_t_test(a, b)
-    return {"tasks": tasks, "metrics": metrics, "methods": rows, "references": refs, "vs_" + REFERENCE_METHOD: tests}
+    return {
+        "tasks": tasks,
+        "metrics": metrics,
+        "methods": rows,
+        "references": refs,
+        "vs_" + REFERENCE_METHOD: tests,
+        "vs_majority": _versus_majority(rows, refs, metrics),
+    }
+
+
+def _versus_majority(rows: dict[str, dict], refs: dict[str, dict[str, dict]], metrics: dict[str, str]) -> dict:
+    """Per method and profile task (accuracy), per seed: a one-sided exact binomial test that the method's
+    accuracy on the n test users exceeds the majority class's test share (scipy.stats.binomtest)."""
+    from scipy.stats import binomtest
+
+    out: dict[str, dict[str, dict]] = {}
+    for m, row in rows.items():
+        for t, st in row["final"].items():
+            ref = refs.get("majority", {}).get(t)
+            if metrics.get(t) != "accuracy" or not ref or not ref.get("examples"):
+                continue
+            n, share = int(ref["examples"]), float(ref["accuracy"])
+            ps = [
+                float(binomtest(round(v * n), n, share, alternative="greater").pvalue)
+                for v in st["values"]
+                if v is not None and not math.isnan(v)
+            ]
+            out.setdefault(m, {})[t] = {
+                "p": ps,
+                "n": n,
+                "majority": share,
+                "all_below_0.05": bool(ps) and max(ps) < 0.05,
+            }
+    return out
 
 
 def _cell(st: dict | None) -> str:
@@ -218,6 +251,19 @@ def render(result: dict) -> str:
             v = per_task.get(t, {}).get(metrics.get(t, ""))
             cells.append("-" if v is None else f"{v:.4f}")
         lines.append("| " + " | ".join([f"*{name}* (reference)", *cells, "-", "-", "-", "-"]) + " |")
+    versus = result.get("vs_majority", {})
+    if versus:
+        lines += [
+            "",
+            "Profile tasks against the majority class (one-sided binomial test on the test users, p per seed):",
+            "",
+        ]
+        for m, per_task in versus.items():
+            cells = [
+                f"{t}: " + ", ".join(f"{p:.2g}" for p in v["p"]) + (" ✓" if v["all_below_0.05"] else "")
+                for t, v in per_task.items()
+            ]
+            lines.append(f"- {m}: " + "; ".join(cells))
     lines += [
         "",
         "Each cell: the task's final test metric after the whole stream, mean ± standard deviation over seeds; "
