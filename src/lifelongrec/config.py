@@ -257,6 +257,12 @@ class TrainConfig(Strict):
     # drawn with p(j) ∝ exp(-(r_j + 1) / (rho * N)), N = catalogue size (heads.popularity_negatives).
     negatives: Literal["uniform", "popularity"] = "uniform"
     popularity_rho: float = Field(default=0.3, gt=0)  # rho of the popularity sampler (Conure: 0.3)
+    # The user vector a task's head reads: the state at the last position (the paper's) or the mean over
+    # the history's positions, which can carry more of a profile than the next-item state does.
+    pooling: Literal["last", "mean"] = "last"
+    # Profile tasks: "balanced" weighs each class by n / (classes x its count) in the cross-entropy (the
+    # positive class of a binary task by negatives / positives), so the majority class is no free lunch.
+    class_weight: Literal["none", "balanced"] = "none"
     eval_batch_size: int = Field(default=1024, ge=1)
     # Training batches are random, then sorted by length within groups of this many batches, so a batch
     # of similar lengths can drop its all-padding columns (faster). 1 = plain random batches: slower on
@@ -275,7 +281,9 @@ class TrainConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _omit_defaults(handler(self), {"negatives": "uniform", "popularity_rho": 0.3})
+        return _omit_defaults(
+            handler(self), {"negatives": "uniform", "popularity_rho": 0.3, "pooling": "last", "class_weight": "none"}
+        )
 
 
 class MethodSettings(Strict):

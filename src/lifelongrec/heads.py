@@ -156,8 +156,8 @@ class ClassHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(h)
 
-    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.linear(h), target)
+    def loss(self, h: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return F.cross_entropy(self.linear(h), target, weight=weight)
 
 
 class BinaryHead(nn.Module):
@@ -170,5 +170,5 @@ class BinaryHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(h).squeeze(-1)
 
-    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(self(h), target.to(h.dtype))
+    def loss(self, h: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(self(h), target.to(h.dtype), pos_weight=pos_weight)

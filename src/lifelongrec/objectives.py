@@ -31,7 +31,7 @@ from .engine import Objective
 from .errors import ConfigError
 from .heads import BinaryHead, ClassHead, ItemHead, popularity_negatives
 from .metrics import accuracy, auc, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
-from .tasknet import Batch, TaskNet
+from .tasknet import Batch, TaskNet, pool
 
 OBJECTIVES: dict[str, type[TaskObjective]] = {}
 
@@ -166,8 +166,32 @@ class TaskObjective(Objective):
 
     # ------------------------------------------------------------------ user vectors
 
+    _class_weights: torch.Tensor | None = None
+
+    @property
+    def class_weights(self) -> torch.Tensor | None:
+        """train.class_weight=balanced: per-class weights n / (K x count) for classify tasks, the positive
+        weight negatives / positives for binary ones; None otherwise (the plain loss)."""
+        if self.cfg.train.class_weight == "none":
+            return None
+        if self._class_weights is None:
+            t = self.train_t.astype(np.int64)
+            k = max(len(self.td.classes or []), int(t.max()) + 1 if len(t) else 1)
+            counts = np.bincount(t, minlength=k).astype(np.float64)
+            w = counts[0] / max(counts[1], 1.0) if self.td.kind == "binary" else len(t) / (k * np.maximum(counts, 1.0))
+            self._class_weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
+        return self._class_weights
+
+    def vectors(self, batch: Batch, encoder=None) -> torch.Tensor:
+        """The user vectors the task's head reads (train.pooling), through `encoder` (default: the net's).
+        A cached encoder answers training rows from its cache, which was filled through this same path."""
+        enc = encoder or self.net.encoder
+        if self.cfg.train.pooling == "last" or (getattr(enc, "cache", None) is not None and "row" in batch):
+            return enc.user_vectors(batch)
+        return pool(enc.states(batch), batch["items"], self.cfg.train.pooling)
+
     def user_vectors(self, w: np.ndarray, encoder=None) -> torch.Tensor:
-        return (encoder or self.net.encoder).user_vectors({"items": self._t(trim_left(w))})
+        return self.vectors({"items": self._t(trim_left(w))}, encoder)
 
     def train_user_vectors_all(self, encoder) -> torch.Tensor:
         """Every training row's user vector, in row order (computed in length-sorted chunks)."""
@@ -295,7 +319,7 @@ class ItemRecObjective(TaskObjective):
             }
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        u, t = self.net.user_vectors(batch), batch["target"]
+        u, t = self.vectors(batch), batch["target"]
         head, kind = cast(ItemHead, self.net.head), self.cfg.train.item_loss
         loss = head.loss(u[batch["target_row"]], t, kind, self.n_neg, gen, self.neg_dist)
         return self._with_extra(loss, gen), len(t)
@@ -320,7 +344,7 @@ class ClassifyObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         t = batch["target"]
-        loss = cast(ClassHead, self.net.head).loss(self.net.user_vectors(batch), t)
+        loss = cast(ClassHead, self.net.head).loss(self.vectors(batch), t, self.class_weights)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
@@ -346,7 +370,7 @@ class BinaryObjective(TaskObjective):
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         t = batch["target"]
-        loss = cast(BinaryHead, self.net.head).loss(self.net.user_vectors(batch), t)
+        loss = cast(BinaryHead, self.net.head).loss(self.vectors(batch), t, self.class_weights)
         return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:

@@ -29,7 +29,7 @@ from .device import resolve_device
 from .errors import LifelongrecError
 from .heads import ItemHead
 from .methods import LoadedBase, method_class
-from .tasknet import TaskNet
+from .tasknet import TaskNet, pool
 
 
 class Predictor:
@@ -127,6 +127,12 @@ class Predictor:
             raise LifelongrecError(f"none of the {len(history)} item ids is in this run's vocabulary: {unknown[:5]}")
         return torch.tensor([known[-self.max_length :]], device=self.device), unknown
 
+    def _vectors(self, task: str, m: TaskNet, ids: torch.Tensor) -> torch.Tensor:
+        """The user vector the task's head was trained on (its `pooling`: last position or mean)."""
+        how = self.config(task).get("pooling", "last")
+        batch = {"items": ids}
+        return m.user_vectors(batch) if how == "last" else pool(m.encoder.states(batch), ids, how)
+
     def _kind(self, task: str) -> str:
         return self.config(task)["kind"]
 
@@ -134,7 +140,7 @@ class Predictor:
     def embed(self, task: str, history: list[str]) -> dict:
         m = self.model(task)
         ids, unknown = self._ids(history)
-        return {"task": task, "vector": m.user_vectors({"items": ids})[0].tolist(), "unknown_items": unknown}
+        return {"task": task, "vector": self._vectors(task, m, ids)[0].tolist(), "unknown_items": unknown}
 
     @torch.no_grad()
     def recommend(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:
@@ -142,7 +148,7 @@ class Predictor:
         if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
         ids, unknown = self._ids(history)
-        u = m.user_vectors({"items": ids})[0]
+        u = self._vectors(task, m, ids)[0]
         head = cast(ItemHead, m.head)
         scores = head.items @ u + head.bias
         scores[0] = -torch.inf
@@ -164,7 +170,7 @@ class Predictor:
         if kind not in ("classify", "binary"):
             raise LifelongrecError(f"task '{task}' is an item task: use recommend")
         ids, unknown = self._ids(history)
-        out = m.head(m.user_vectors({"items": ids}))[0]
+        out = m.head(self._vectors(task, m, ids))[0]
         if kind == "binary":
             p1 = float(torch.sigmoid(out))
             probs = [1.0 - p1, p1]

@@ -381,6 +381,7 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
             "vocab_hash": stream.manifest["vocab_hash"],
             "model": cfg.model.model_dump(mode="json"),
             "max_length": cfg.sequence.max_length,
+            "pooling": cfg.train_for(r["index"]).pooling,  # which user vector the head reads
             "lifelongrec_version": __version__,
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))

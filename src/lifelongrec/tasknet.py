@@ -93,6 +93,15 @@ class CachedEncoder(Callback):
         return self.inner.user_vectors(batch)
 
 
+def pool(states: torch.Tensor, items: torch.Tensor, how: str) -> torch.Tensor:
+    """User vectors from states [B, L, d] of left-padded `items`: the last position, or the mean over the
+    real (non-padding) positions."""
+    if how == "last":
+        return states[:, -1]
+    real = (items > 0).unsqueeze(-1).to(states.dtype)
+    return (states * real).sum(1) / real.sum(1).clamp(min=1)
+
+
 @dataclass
 class TaskNet:
     encoder: Any  # an Encoder
