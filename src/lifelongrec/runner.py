@@ -22,23 +22,16 @@ The runner never names a method: it reaches them through the registry and the me
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__
-from .adapters import FORMAT_VERSION, read_run_json, write_adapter, write_base
-from .artifacts import state_fingerprint
+from .adapters import FORMAT_VERSION, read_run_json
 from .config import StreamConfig, TaskConfig
-from .continual import summary as continual_summary
 from .data.prepare import open_stream
 from .data.stream import TEST
 from .engine import FitResult, fit, load_tensors, resume_key, save_tensors, set_threads
@@ -50,10 +43,10 @@ from .fsutil import (
     read_json,
     write_bytes_atomic,
     write_json_atomic,
-    write_text_atomic,
 )
 from .methods import TaskInfo, build_method
 from .objectives import objective_class, objective_for
+from .runfiles import export_run, nbytes, write_reports
 from .tasknet import TaskNet
 
 RUN_VERSION = FORMAT_VERSION
@@ -73,22 +66,6 @@ def _order(cfg: StreamConfig, order: list[str] | None) -> list[str]:
     if len(set(order)) != len(order):
         raise ConfigError(f"--order: a task appears twice in {order}")
     return order
-
-
-def _matrix_csv(order: list[str], R: list[list[float]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["after", *order])
-    for i, row in enumerate(R):
-        w.writerow([order[i], *[("" if j > i else f"{row[j]:.6f}") for j in range(len(order))]])
-    return buf.getvalue()
-
-
-def _square(R: list[list[float]], n: int) -> np.ndarray:
-    M = np.full((n, n), math.nan)
-    for i, row in enumerate(R):
-        M[i, : i + 1] = row[: i + 1]
-    return M
 
 
 def _load_pretrained(net, init_from: Path, cfg: StreamConfig, stream, task: str) -> dict:
@@ -281,7 +258,7 @@ def _run_stream(
             "kind": info.kind,
             "metric": task_metric(info.kind, cfg),
             "trainable_parameters": n_trainable,
-            "added_bytes": method.added_bytes(name) + (_nbytes(method.base_tensors()) if i == 0 else 0),
+            "added_bytes": method.added_bytes(name) + (nbytes(method.base_tensors()) if i == 0 else 0),
             "train_seconds": round(train_s, 2),
             "best_epoch": res.best_epoch,
             "epochs_run": res.epochs_run,
@@ -294,7 +271,7 @@ def _run_stream(
         done["method"] = method.extra_state()
         sizes = export_run(out, method, cfg, stream, done["rows"])
         entry.update(sizes[name])
-        _write_reports(out, order, done, method, sizes)
+        write_reports(out, order, done, method, sizes)
         with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
             done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())
             write_json_atomic(d / "state.json", done)
@@ -303,7 +280,7 @@ def _run_stream(
         # Nothing was learned in this call (a finished run resumed): derive every output again from the
         # resume state, which repairs a damaged or deleted matrix, summary or adapter.
         sizes = export_run(out, method, cfg, stream, done["rows"])
-        _write_reports(out, order, done, method, sizes)
+        write_reports(out, order, done, method, sizes)
     run["status"] = "complete"
     write_json_atomic(out / "run.json", run)
     return read_json(out / "summary.json", "the run's summary")
@@ -344,55 +321,6 @@ def _branch(src: Path, out: Path, cfg: StreamConfig, method_name: str, order: li
             shutil.copy2(src / "state" / f, d / f)
 
 
-def _nbytes(tensors: dict) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
-
-
-def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -> dict[str, dict]:
-    """Write the base and every learned task's adapter (files whose bytes do not change are left alone).
-    Each adapter records the fingerprint of the part of the base it reads and its latest test metrics.
-    Returns per task the bytes its adapter adds (tensor bytes) and the adapter file's size."""
-    base = {k: v.detach().cpu() for k, v in method.base_tensors().items()}
-    kinds = {t.name: t for t in cfg.tasks}
-    base_info = write_base(
-        out / "base",
-        base,
-        {
-            "method": method.name,
-            "model": cfg.model.model_dump(mode="json"),
-            "n_items": stream.n_items,
-            "vocab_hash": stream.manifest["vocab_hash"],
-            "max_length": cfg.sequence.max_length,
-        },
-    )
-    latest = rows[-1]["test_after"]
-    sizes = {}
-    for r in rows:
-        task = r["task"]
-        td = stream.task(task)
-        config = {
-            "method": method.name,
-            "settings": cfg.method.model_dump(mode="json") if cfg.method else {"name": method.name},
-            "task": task,
-            "kind": kinds[task].kind,
-            "index": r["index"],
-            "classes": td.classes,
-            "n_items": stream.n_items,
-            "vocab_hash": stream.manifest["vocab_hash"],
-            "model": cfg.model.model_dump(mode="json"),
-            "max_length": cfg.sequence.max_length,
-            "pooling": cfg.train_for(r["index"]).pooling,  # which user vector the head reads
-            "lifelongrec_version": __version__,
-        }
-        config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
-        config["metrics"] = latest[task]
-        tensors = method.export(task)
-        written = write_adapter(out / "adapters" / task, tensors, config)
-        sizes[task] = {"adapter_bytes": _nbytes(tensors), "adapter_file_bytes": written["bytes"]}
-    sizes["_base"] = {"base_bytes": _nbytes(base), "base_file_bytes": base_info["bytes"]}
-    return sizes
-
-
 def add_task(out: Path, task: TaskConfig | str, log=logger.info) -> dict:
     """Learn one more task on a finished run, with the run's method, without touching earlier tasks.
 
@@ -415,32 +343,3 @@ def add_task(out: Path, task: TaskConfig | str, log=logger.info) -> dict:
     if stream.manifest["vocab_hash"] != run["vocab_hash"]:
         raise LifelongrecError(f"task {name}: with it the stream's item vocabulary differs from the run's")
     return run_stream(cfg, run["method"], out, [*run["order"], name], resume=True, log=log)
-
-
-def _write_reports(out: Path, order: list[str], done: dict, method, sizes: dict) -> None:
-    rows = done["rows"]
-    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    write_text_atomic(out / "matrix.csv", _matrix_csv(order, done["R"]))
-    learned = [r["task"] for r in rows]
-    s = continual_summary(_square(done["R"], len(learned)))
-    s = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
-    s["forgetting"] = [None if (x is None or math.isnan(x)) else x for x in s["forgetting"]]
-    write_json_atomic(
-        out / "summary.json",
-        {
-            "method": method.name,
-            "tasks": learned,
-            "metrics": [r["metric"] for r in rows],
-            **s,
-            "backbones_stored": method.backbones_stored(),
-            "reference_for_fwt": method.fwt_reference,
-            "report_phases": method.report_phases,
-            **sizes["_base"],
-            "adapter_bytes": {t: v["adapter_bytes"] for t, v in sizes.items() if t != "_base"},
-            "adapter_file_bytes": {t: v["adapter_file_bytes"] for t, v in sizes.items() if t != "_base"},
-            "trainable_parameters": [r["trainable_parameters"] for r in rows],
-            "added_bytes": [r["added_bytes"] for r in rows],
-            "train_seconds": [r["train_seconds"] for r in rows],
-            "complete": len(rows) == len(order),
-        },
-    )
