@@ -22,6 +22,11 @@ from .fsutil import read_json, sha256_bytes, write_bytes_atomic, write_json_atom
 FORMAT_VERSION = 1
 
 
+def nbytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Bytes of the tensors' data (what a safetensors file holds besides its JSON header)."""
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def tensor_bytes(t: torch.Tensor) -> bytes:
     """A tensor's raw bytes, from any device and of any dtype (bfloat16 has no numpy type)."""
     t = t.detach().cpu().contiguous()

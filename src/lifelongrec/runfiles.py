@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__
 from .adapters import write_adapter, write_base
-from .artifacts import state_fingerprint
+from .artifacts import nbytes, state_fingerprint
 from .config import StreamConfig
 from .continual import summary as continual_summary
 from .fsutil import write_json_atomic, write_text_atomic
@@ -36,10 +36,6 @@ def square(R: list[list[float]], n: int) -> np.ndarray:
     for i, row in enumerate(R):
         M[i, : i + 1] = row[: i + 1]
     return M
-
-
-def nbytes(tensors: dict) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -> dict[str, dict]:

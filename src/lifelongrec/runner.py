@@ -46,7 +46,7 @@ from .fsutil import (
 )
 from .methods import TaskInfo, build_method
 from .objectives import objective_class, objective_for
-from .runfiles import export_run, nbytes, write_reports
+from .runfiles import export_run, write_reports
 from .tasknet import TaskNet
 
 RUN_VERSION = FORMAT_VERSION
@@ -258,7 +258,7 @@ def _run_stream(
             "kind": info.kind,
             "metric": task_metric(info.kind, cfg),
             "trainable_parameters": n_trainable,
-            "added_bytes": method.added_bytes(name) + (nbytes(method.base_tensors()) if i == 0 else 0),
+            "added_bytes": None,  # filled from the files export_run writes (the base counts with the first task)
             "train_seconds": round(train_s, 2),
             "best_epoch": res.best_epoch,
             "epochs_run": res.epochs_run,
@@ -271,6 +271,7 @@ def _run_stream(
         done["method"] = method.extra_state()
         sizes = export_run(out, method, cfg, stream, done["rows"])
         entry.update(sizes[name])
+        entry["added_bytes"] = sizes[name]["adapter_bytes"] + (sizes["_base"]["base_bytes"] if i == 0 else 0)
         write_reports(out, order, done, method, sizes)
         with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
             done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())

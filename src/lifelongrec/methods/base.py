@@ -72,10 +72,6 @@ def strip(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def nbytes(tensors: dict[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
-
-
 class Method(ABC):
     name: ClassVar[str]
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
@@ -186,10 +182,6 @@ class Method(ABC):
         """The part of the base that the adapter described by `config` computes with (its fingerprint is
         recorded in the adapter). Default: the whole backbone."""
         return {k: v for k, v in base.items() if k.startswith("backbone.")}
-
-    def added_bytes(self, task: str) -> int:
-        """Bytes the task adds: its adapter's tensors (the base is counted once, with the first task)."""
-        return nbytes(self.export(task))
 
     # ------------------------------------------------------------------ inference from stored files
 
