@@ -297,11 +297,6 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
             f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
         )
-    if state["best_epoch"] < 1:
-        raise LifelongrecError(
-            f"{run_dir}: no epoch gave a valid {obj.monitor} on the validation split (NaN every time): "
-            "nothing to keep; check the task's validation examples"
-        )
     remedy = f"delete {run_dir} to train this task again from its start"
     module.load_state_dict(load_tensors(best_path, state.get("best_sha256"), device, remedy))
     module.eval()

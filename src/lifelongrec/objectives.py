@@ -31,7 +31,7 @@ from .engine import Objective
 from .errors import ConfigError
 from .heads import BinaryHead, ClassHead, ItemHead, popularity_negatives
 from .metrics import accuracy, auc, rank_metrics, ranks_from_scores, ranks_full, ranks_sampled
-from .tasknet import Batch, TaskNet, pool
+from .tasknet import Batch, TaskNet, head_input
 
 OBJECTIVES: dict[str, type[TaskObjective]] = {}
 
@@ -166,29 +166,13 @@ class TaskObjective(Objective):
 
     # ------------------------------------------------------------------ user vectors
 
-    _class_weights: torch.Tensor | None = None
-
-    @property
-    def class_weights(self) -> torch.Tensor | None:
-        """train.class_weight=balanced: per-class weights n / (K x count) for classify tasks, the positive
-        weight negatives / positives for binary ones; None otherwise (the plain loss)."""
-        if self.cfg.train.class_weight == "none":
-            return None
-        if self._class_weights is None:
-            t = self.train_t.astype(np.int64)
-            k = max(len(self.td.classes or []), int(t.max()) + 1 if len(t) else 1)
-            counts = np.bincount(t, minlength=k).astype(np.float64)
-            w = counts[0] / max(counts[1], 1.0) if self.td.kind == "binary" else len(t) / (k * np.maximum(counts, 1.0))
-            self._class_weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
-        return self._class_weights
-
     def vectors(self, batch: Batch, encoder=None) -> torch.Tensor:
         """The user vectors the task's head reads (train.pooling), through `encoder` (default: the net's).
         A cached encoder answers training rows from its cache, which was filled through this same path."""
         enc = encoder or self.net.encoder
-        if self.cfg.train.pooling == "last" or (getattr(enc, "cache", None) is not None and "row" in batch):
+        if getattr(enc, "cache", None) is not None and "row" in batch:
             return enc.user_vectors(batch)
-        return pool(enc.states(batch), batch["items"], self.cfg.train.pooling)
+        return head_input(enc, batch, self.cfg.train.pooling)
 
     def user_vectors(self, w: np.ndarray, encoder=None) -> torch.Tensor:
         return self.vectors({"items": self._t(trim_left(w))}, encoder)
@@ -328,24 +312,45 @@ class ItemRecObjective(TaskObjective):
         return self._rank_items(split)
 
 
+class ProfileObjective(TaskObjective):
+    """Profile tasks (a label per user): the head reads the user vector; `monitor` is also the metric a
+    report shows; train.class_weight=balanced weighs the loss by inverse class frequency."""
+
+    @classmethod
+    def report_metric(cls, train: TrainConfig) -> str:
+        return cls.monitor
+
+    _class_weights: torch.Tensor | None = None
+
+    @property
+    def class_weights(self) -> torch.Tensor | None:
+        """train.class_weight=balanced: per-class weights n / (K x count) for classify tasks, the positive
+        weight negatives / positives for binary ones; None otherwise (the plain loss)."""
+        if self.cfg.train.class_weight == "none":
+            return None
+        if self._class_weights is None:
+            t = self.train_t.astype(np.int64)
+            k = max(len(self.td.classes or []), int(t.max()) + 1 if len(t) else 1)
+            counts = np.bincount(t, minlength=k).astype(np.float64)
+            w = counts[0] / max(counts[1], 1.0) if self.td.kind == "binary" else len(t) / (k * np.maximum(counts, 1.0))
+            self._class_weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
+        return self._class_weights
+
+    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        t = batch["target"]
+        loss = cast(ClassHead | BinaryHead, self.net.head).loss(self.vectors(batch), t, self.class_weights)
+        return self._with_extra(loss, gen), len(t)
+
+
 @register("classify")
-class ClassifyObjective(TaskObjective):
+class ClassifyObjective(ProfileObjective):
     """Profile prediction: cross-entropy on the user vector; accuracy (pessimistic on ties)."""
 
     monitor = "accuracy"
 
     @classmethod
-    def report_metric(cls, train: TrainConfig) -> str:
-        return "accuracy"
-
-    @classmethod
     def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
         return ClassHead(d, len(classes or []))
-
-    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        t = batch["target"]
-        loss = cast(ClassHead, self.net.head).loss(self.vectors(batch), t, self.class_weights)
-        return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
         ranks = [ranks_from_scores(self.net.head(u), t) for u, t in self._eval_chunks(split)]
@@ -354,24 +359,15 @@ class ClassifyObjective(TaskObjective):
 
 
 @register("binary")
-class BinaryObjective(TaskObjective):
+class BinaryObjective(ProfileObjective):
     """A yes/no label per user (class 1 = the positive value): one logit, binary cross-entropy, scored
     by ROC AUC (scikit-learn's roc_auc_score), with accuracy at the 0.5 threshold beside it."""
 
     monitor = "AUC"
 
     @classmethod
-    def report_metric(cls, train: TrainConfig) -> str:
-        return "AUC"
-
-    @classmethod
     def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
         return BinaryHead(d)
-
-    def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        t = batch["target"]
-        loss = cast(BinaryHead, self.net.head).loss(self.vectors(batch), t, self.class_weights)
-        return self._with_extra(loss, gen), len(t)
 
     def evaluate(self, split: int) -> dict:
         scores, labels = [], []

@@ -29,7 +29,8 @@ from .device import resolve_device
 from .errors import LifelongrecError
 from .heads import ItemHead
 from .methods import LoadedBase, method_class
-from .tasknet import TaskNet, pool
+from .methods.base import strip
+from .tasknet import TaskNet, head_input
 
 
 class Predictor:
@@ -70,7 +71,7 @@ class Predictor:
                         )
                     backbone = build_backbone(BackboneConfig.model_validate(meta["model"]), meta["n_items"])
                     try:
-                        backbone.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")})
+                        backbone.load_state_dict(strip("backbone", tensors))
                     except RuntimeError as e:
                         raise LifelongrecError(
                             f"{self.run / 'base' / 'base.safetensors'}: does not fit the model in base.json ({e})"
@@ -129,9 +130,7 @@ class Predictor:
 
     def _vectors(self, task: str, m: TaskNet, ids: torch.Tensor) -> torch.Tensor:
         """The user vector the task's head was trained on (its `pooling`: last position or mean)."""
-        how = self.config(task).get("pooling", "last")
-        batch = {"items": ids}
-        return m.user_vectors(batch) if how == "last" else pool(m.encoder.states(batch), ids, how)
+        return head_input(m.encoder, {"items": ids}, self.config(task).get("pooling", "last"))
 
     def _kind(self, task: str) -> str:
         return self.config(task)["kind"]

@@ -102,6 +102,13 @@ def pool(states: torch.Tensor, items: torch.Tensor, how: str) -> torch.Tensor:
     return (states * real).sum(1) / real.sum(1).clamp(min=1)
 
 
+def head_input(encoder: Encoder, batch: Batch, pooling: str) -> torch.Tensor:
+    """The user vectors a task's head reads (its `pooling`), the same in training and in serving."""
+    if pooling == "last":
+        return encoder.user_vectors(batch)
+    return pool(encoder.states(batch), batch["items"], pooling)
+
+
 @dataclass
 class TaskNet:
     encoder: Any  # an Encoder
