@@ -27,7 +27,7 @@ from .data.prepare import open_stream
 from .errors import LifelongrecError
 from .fsutil import read_json, write_json_atomic, write_text_atomic
 from .methods.registry import BUILTIN, method_class
-from .report import _fmt_bytes, heatmaps, read_run
+from .report import fmt_bytes, heatmaps, read_run
 from .significance import paired_t_test
 
 logger = logging.getLogger("lifelongrec")
@@ -236,7 +236,7 @@ def render(result: dict) -> str:
                     *cells,
                     _cell(row["forgetting_mean"]),
                     str(row["backbones_stored"]),
-                    _fmt_bytes(added),
+                    fmt_bytes(added),
                     _cell(row["train_seconds"]),
                 ]
             )

@@ -95,7 +95,7 @@ def read_run(path: Path) -> dict:
     return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "phases": phases}
 
 
-def _fmt_bytes(n: float) -> str:
+def fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -164,7 +164,7 @@ def table(runs: list[dict]) -> str:
                     fwt,
                     str(s["backbones_stored"]),
                     f"{np.mean(params):,.0f}" if params else "-",
-                    _fmt_bytes(sum(s["added_bytes"][1:])) if len(s["added_bytes"]) > 1 else "-",
+                    fmt_bytes(sum(s["added_bytes"][1:])) if len(s["added_bytes"]) > 1 else "-",
                     f"{np.mean(s['train_seconds']):.0f}",
                 ]
             )
@@ -241,9 +241,9 @@ def storage_line(summary: dict) -> str:
     files = summary.get("adapter_file_bytes") or {}
     if "base_file_bytes" not in summary:
         return "storage: not recorded"
-    parts = [f"base {_fmt_bytes(summary['base_file_bytes'])}"] + [f"{t} {_fmt_bytes(b)}" for t, b in files.items()]
+    parts = [f"base {fmt_bytes(summary['base_file_bytes'])}"] + [f"{t} {fmt_bytes(b)}" for t, b in files.items()]
     total = summary["base_file_bytes"] + sum(files.values())
-    return f"storage: {', '.join(parts)} (adapters/<task>/adapter.safetensors; total {_fmt_bytes(total)})"
+    return f"storage: {', '.join(parts)} (adapters/<task>/adapter.safetensors; total {fmt_bytes(total)})"
 
 
 def report(paths: list[Path], out: Path, plots: bool = True) -> str:
