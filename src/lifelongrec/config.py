@@ -174,6 +174,23 @@ class TaskConfig(Strict):
     filter: Filter | None = None  # item_rec: which events are the targets
     label: LabelConfig | None = None  # classify / binary: which profile field is the class
     split: SplitConfig | None = None  # overrides the stream-wide split
+    # Overrides of the training knobs for this task alone, on top of `train` (and `finetune` after the
+    # first task): e.g. profile tasks reading a longer history with a pooled user vector.
+    train: dict[str, Any] | None = None
+
+    @field_validator("train")
+    @classmethod
+    def _train_fields(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        unknown = set(v or {}) - set(TrainConfig.model_fields)
+        if unknown:
+            known = ", ".join(TrainConfig.model_fields)
+            raise ValueError(f"train: unknown train fields {sorted(unknown)} (known: {known})")
+        TrainConfig.model_validate(v or {})  # each value's own bounds, named by field, at load time
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"train": None})
 
     @field_validator("label", mode="before")
     @classmethod
@@ -260,6 +277,9 @@ class TrainConfig(Strict):
     # The user vector a task's head reads: the state at the last position (the paper's) or the mean over
     # the history's positions, which can carry more of a profile than the next-item state does.
     pooling: Literal["last", "mean"] = "last"
+    # How many of the user's latest input items an example reads (None: sequence.max_length). A profile
+    # is spread over the whole history, so a profile task may read more than the item tasks do.
+    input_length: int | None = Field(default=None, ge=1)
     # Profile tasks: "balanced" weighs each class by n / (classes x its count) in the cross-entropy (the
     # positive class of a binary task by negatives / positives), so the majority class is no free lunch.
     class_weight: Literal["none", "balanced"] = "none"
@@ -282,7 +302,14 @@ class TrainConfig(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         return _omit_defaults(
-            handler(self), {"negatives": "uniform", "popularity_rho": 0.3, "pooling": "last", "class_weight": "none"}
+            handler(self),
+            {
+                "negatives": "uniform",
+                "popularity_rho": 0.3,
+                "pooling": "last",
+                "class_weight": "none",
+                "input_length": None,
+            },
         )
 
 
@@ -341,6 +368,13 @@ class StreamConfig(Strict):
                 f"model.max_length ({self.model.max_length}) must be >= "
                 f"sequence.max_length ({self.sequence.max_length})"
             )
+        for t in self.tasks:
+            n = (t.train or {}).get("input_length", self.finetune.get("input_length", self.train.input_length))
+            if n is not None and self.model.name == "sasrec" and n > self.model.max_length:
+                raise ValueError(
+                    f"task {t.name}: input_length {n} is more than SASRec's model.max_length "
+                    f"({self.model.max_length}) positions"
+                )
         return self
 
     def for_method(self, name: str) -> StreamConfig:
@@ -361,14 +395,25 @@ class StreamConfig(Strict):
 
         return self.model_copy(update={"method": settings_class(name)(name=name)})
 
-    def train_for(self, index: int) -> TrainConfig:
-        """Training knobs of the task at position `index` of the learning order."""
-        if index == 0 or not self.finetune:
+    def train_for(self, index: int, task: str | None = None) -> TrainConfig:
+        """Training knobs of `task` at position `index` of the learning order: `train`, then `finetune`
+        after the first task, then the task's own `train` overrides."""
+        own = next((t.train for t in self.tasks if t.name == task), None) or {}
+        parts = [("finetune", self.finetune if index > 0 else {}), (f"tasks.{task}.train", own)]
+        if not any(p for _, p in parts):
             return self.train
-        try:
-            return TrainConfig.model_validate({**self.train.model_dump(), **self.finetune})
-        except ValidationError as e:
-            raise ConfigError(_format_validation(e, "finetune")) from None
+        merged = self.train.model_dump()
+        for where, part in parts:
+            merged.update(part)
+            try:
+                TrainConfig.model_validate(merged)
+            except ValidationError as e:
+                raise ConfigError(_format_validation(e, where)) from None
+        return TrainConfig.model_validate(merged)
+
+    def input_length(self, train: TrainConfig) -> int:
+        """How many of the latest input items a task trained with `train` reads."""
+        return train.input_length or self.sequence.max_length
 
     def split_for(self, task: TaskConfig) -> SplitConfig:
         s = task.split or self.split

@@ -177,8 +177,9 @@ def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer, d
 # ------------------------------------------------------------------ the loop
 
 
-def _better(a: float, b: float | None) -> bool:
-    return b is None or (not math.isnan(a) and a > b)
+def _better(a: float, b: float | None, lower: bool = False) -> bool:
+    """Is validation score `a` better than the best so far `b` (higher is better; lower for a loss)?"""
+    return b is None or (not math.isnan(a) and (a < b if lower else a > b))
 
 
 # Training knobs that may differ between a run and its resume: when to stop and how fast to go.
@@ -270,7 +271,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             valid = obj.evaluate(VALID)
         eval_s = time.perf_counter() - t1
         score = valid.get(obj.monitor, float("nan"))
-        improved = _better(score, state["best"])
+        improved = _better(score, state["best"], lower=obj.monitor.endswith("loss"))
         if improved:
             state["best_sha256"] = save_tensors(best_path, _state_tensors(module))
             state.update(best=score, best_epoch=epoch, bad_epochs=0)

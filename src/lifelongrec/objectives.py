@@ -20,6 +20,7 @@ from typing import ClassVar, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -67,6 +68,16 @@ class EvalSet:
     ends: np.ndarray
 
 
+def item_monitor(train: TrainConfig, task: str) -> str:
+    """An item task's early-stopping metric (a ranking metric; a validation loss is for profile tasks)."""
+    if train.monitor == "log_loss":
+        raise ConfigError(
+            f"task {task}: monitor log_loss is for profile tasks; an item task watches MRR@k, NDCG@k or HR@k "
+            "(set it in the profile tasks' own `train:` section)"
+        )
+    return train.monitor
+
+
 def _progress(it, total: int, desc: str):
     """A progress bar for long evaluations; silent when stderr is not a terminal."""
     return tqdm(it, total=total, desc=desc, leave=False, disable=total < 50 or not sys.stderr.isatty())
@@ -90,7 +101,7 @@ class TaskObjective(Objective):
         self.stream, self.net, self.cfg = stream, net, cfg
         self.device = resolve_device(cfg.train.device)
         self.td: TaskData = stream.task(task)
-        self.L = cfg.sequence.max_length
+        self.L = cfg.input_length(cfg.train)
         self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))  # sampled softmax
         td = self.td
         tr = td.split == TRAIN
@@ -242,7 +253,7 @@ class NextItemObjective(TaskObjective):
         super().__init__(stream, task, net, cfg, width_extra=1)
         keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
         self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
-        self.monitor = cfg.train.monitor
+        self.monitor = item_monitor(cfg.train, task)
 
     def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
         if self.cfg.train.history == "last":
@@ -274,7 +285,7 @@ class ItemRecObjective(TaskObjective):
 
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg)
-        self.monitor = cfg.train.monitor
+        self.monitor = item_monitor(cfg.train, task)
         td, tr = self.td, self.td.split == TRAIN
         users, first, counts = np.unique(td.user[tr], return_index=True, return_counts=True)
         order = np.argsort(td.user[tr], kind="stable")
@@ -313,12 +324,20 @@ class ItemRecObjective(TaskObjective):
 
 
 class ProfileObjective(TaskObjective):
-    """Profile tasks (a label per user): the head reads the user vector; `monitor` is also the metric a
-    report shows; train.class_weight=balanced weighs the loss by inverse class frequency."""
+    """Profile tasks (a label per user): the head reads the user vector; `metric` is the one a report
+    shows, and early stopping watches it too unless train.monitor is "log_loss" (the validation
+    cross-entropy: smooth where accuracy on a few hundred users sits on the majority class for epochs
+    while the model improves); train.class_weight=balanced weighs the loss by inverse class frequency."""
+
+    metric = "accuracy"
+
+    def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
+        super().__init__(stream, task, net, cfg)
+        self.monitor = "log_loss" if cfg.train.monitor == "log_loss" else self.metric
 
     @classmethod
     def report_metric(cls, train: TrainConfig) -> str:
-        return cls.monitor
+        return cls.metric
 
     _class_weights: torch.Tensor | None = None
 
@@ -346,16 +365,20 @@ class ProfileObjective(TaskObjective):
 class ClassifyObjective(ProfileObjective):
     """Profile prediction: cross-entropy on the user vector; accuracy (pessimistic on ties)."""
 
-    monitor = "accuracy"
+    metric = "accuracy"
 
     @classmethod
     def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
         return ClassHead(d, len(classes or []))
 
     def evaluate(self, split: int) -> dict:
-        ranks = [ranks_from_scores(self.net.head(u), t) for u, t in self._eval_chunks(split)]
+        ranks, nll = [], 0.0
+        for u, t in self._eval_chunks(split):
+            logits = self.net.head(u)
+            ranks.append(ranks_from_scores(logits, t))
+            nll += float(F.cross_entropy(logits.float(), t, reduction="sum"))
         r = torch.cat(ranks) if ranks else torch.zeros(0)
-        return {"accuracy": accuracy(r), "protocol": "accuracy", "examples": len(r)}
+        return {"accuracy": accuracy(r), "log_loss": nll / max(len(r), 1), "protocol": "accuracy", "examples": len(r)}
 
 
 @register("binary")
@@ -363,7 +386,7 @@ class BinaryObjective(ProfileObjective):
     """A yes/no label per user (class 1 = the positive value): one logit, binary cross-entropy, scored
     by ROC AUC (scikit-learn's roc_auc_score), with accuracy at the 0.5 threshold beside it."""
 
-    monitor = "AUC"
+    metric = "AUC"
 
     @classmethod
     def new_head(cls, classes: list[str] | None, d: int, n_items: int) -> nn.Module:
@@ -377,7 +400,10 @@ class BinaryObjective(ProfileObjective):
         s = torch.cat(scores).numpy() if scores else np.zeros(0)
         y = torch.cat(labels).numpy() if labels else np.zeros(0, dtype=np.int64)
         acc = float(((s > 0).astype(np.int64) == y).mean()) if len(y) else float("nan")
-        return {"AUC": auc(s, y), "accuracy": acc, "protocol": "auc", "examples": len(y)}
+        nll = float("nan")
+        if len(y):
+            nll = float(F.binary_cross_entropy_with_logits(torch.from_numpy(s), torch.from_numpy(y).float()))
+        return {"AUC": auc(s, y), "accuracy": acc, "log_loss": nll, "protocol": "auc", "examples": len(y)}
 
 
 def objective_class(kind: str) -> type[TaskObjective]:

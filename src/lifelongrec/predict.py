@@ -114,19 +114,19 @@ class Predictor:
                 raise LifelongrecError(
                     f"{folder / 'adapter.safetensors'}: does not fit {config['method']} ({e})"
                 ) from None
-            self.max_length = config["max_length"]
             self._configs[task] = config
             self._models[task] = net
             return net
 
-    def _ids(self, history: list[str]) -> tuple[torch.Tensor, list[str]]:
+    def _ids(self, task: str, history: list[str]) -> tuple[torch.Tensor, list[str]]:
+        """The task's input: the latest items it reads (its adapter's max_length), and the unknown ids."""
         if not history:
             raise LifelongrecError("empty history: give at least one item id")
         known = [self.index[h] for h in history if h in self.index]
         unknown = [h for h in history if h not in self.index]
         if not known:
             raise LifelongrecError(f"none of the {len(history)} item ids is in this run's vocabulary: {unknown[:5]}")
-        return torch.tensor([known[-self.max_length :]], device=self.device), unknown
+        return torch.tensor([known[-int(self.config(task)["max_length"]) :]], device=self.device), unknown
 
     def _vectors(self, task: str, m: TaskNet, ids: torch.Tensor) -> torch.Tensor:
         """The user vector the task's head was trained on (its `pooling`: last position or mean)."""
@@ -138,7 +138,7 @@ class Predictor:
     @torch.no_grad()
     def embed(self, task: str, history: list[str]) -> dict:
         m = self.model(task)
-        ids, unknown = self._ids(history)
+        ids, unknown = self._ids(task, history)
         return {"task": task, "vector": self._vectors(task, m, ids)[0].tolist(), "unknown_items": unknown}
 
     @torch.no_grad()
@@ -146,7 +146,7 @@ class Predictor:
         m = self.model(task)
         if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
-        ids, unknown = self._ids(history)
+        ids, unknown = self._ids(task, history)
         u = self._vectors(task, m, ids)[0]
         head = cast(ItemHead, m.head)
         scores = head.items @ u + head.bias
@@ -168,7 +168,7 @@ class Predictor:
         kind, classes = self._kind(task), self.config(task)["classes"]
         if kind not in ("classify", "binary"):
             raise LifelongrecError(f"task '{task}' is an item task: use recommend")
-        ids, unknown = self._ids(history)
+        ids, unknown = self._ids(task, history)
         out = m.head(self._vectors(task, m, ids))[0]
         if kind == "binary":
             p1 = float(torch.sigmoid(out))

@@ -171,8 +171,8 @@ def reference_rows(stream: Stream, cfg: StreamConfig) -> dict[str, dict[str, dic
     rows: dict[str, dict[str, dict]] = {"most_popular": {}, "majority": {}, "bag_of_items_logreg": {}}
     for name, td in stream.tasks.items():
         if td.kind in ("next_item", "item_rec"):
-            train = cfg.train_for(order.get(name, len(order)))
-            rows["most_popular"][name] = most_popular(stream, name, train, cfg.sequence.max_length)
+            train = cfg.train_for(order.get(name, len(order)), name)
+            rows["most_popular"][name] = most_popular(stream, name, train, cfg.input_length(train))
         elif td.kind in ("classify", "binary"):
             rows["majority"][name] = majority(stream, name)
             lr = bag_of_items_logreg(stream, name)

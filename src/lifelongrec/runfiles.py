@@ -70,8 +70,8 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
             "n_items": stream.n_items,
             "vocab_hash": stream.manifest["vocab_hash"],
             "model": cfg.model.model_dump(mode="json"),
-            "max_length": cfg.sequence.max_length,
-            "pooling": cfg.train_for(r["index"]).pooling,  # which user vector the head reads
+            "max_length": cfg.input_length(cfg.train_for(r["index"], task)),  # the latest items a user vector reads
+            "pooling": cfg.train_for(r["index"], task).pooling,  # which user vector the head reads
             "lifelongrec_version": __version__,
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))

@@ -198,7 +198,7 @@ def _run_stream(
     for i in range(already, len(order)):
         name = order[i]
         info = TaskInfo(name, kinds[name], i)
-        cfg_i = cfg.model_copy(update={"train": cfg.train_for(i)})
+        cfg_i = cfg.model_copy(update={"train": cfg.train_for(i, name)})
         net = method.before_task(info)
         obj = objective_for(stream, name, net, cfg_i)
         n_trainable = sum(p.numel() for p in net.params)
@@ -247,7 +247,7 @@ def _run_stream(
         method.module().eval()
         row, cells = [], {}
         for j, prev in enumerate(order[: i + 1]):
-            cfg_j = cfg.model_copy(update={"train": cfg.train_for(j)})
+            cfg_j = cfg.model_copy(update={"train": cfg.train_for(j, prev)})
             with torch.no_grad():
                 m = objective_for(stream, prev, method.task_net(prev), cfg_j).evaluate(TEST)
             row.append(float(m[task_metric(kinds[prev], cfg)]))

@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -405,5 +406,12 @@ def load_stream(path: Path) -> Stream:
 def stream_key(cfg: StreamConfig) -> str:
     """Prepared data depends on the source, sequences, splits and tasks: not on the model, training,
     finetuning or method settings (changing a prune ratio must not re-prepare the data)."""
-    data = cfg.model_dump(mode="json", by_alias=True, exclude={"train", "model", "finetune", "method"})
+    drop: dict[str, Any] = {
+        "train": True,
+        "model": True,
+        "finetune": True,
+        "method": True,
+        "tasks": {"__all__": {"train"}},  # a task's training overrides are not data
+    }
+    data = cfg.model_dump(mode="json", by_alias=True, exclude=drop)
     return f"{cfg.name}-{sha256_bytes(json.dumps(data, sort_keys=True).encode())[:12]}"

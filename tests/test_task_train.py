@@ -1,0 +1,135 @@
+"""A task's own training settings (`tasks[i].train`): merging, validation, the input window a task
+reads (`input_length`), and early stopping on the validation cross-entropy (`monitor: log_loss`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from synthetic import synthetic_config
+
+from lifelongrec.config import load_config
+from lifelongrec.data.prepare import open_stream
+from lifelongrec.data.stream import TEST, VALID, stream_key
+from lifelongrec.engine import _better
+from lifelongrec.errors import ConfigError
+from lifelongrec.methods import TaskInfo, build_method
+from lifelongrec.objectives import objective_for
+from lifelongrec.predict import Predictor
+from lifelongrec.runner import run_stream
+
+T3 = "  - {name: T3, kind: classify, label: gender}"
+
+
+def with_t3_train(folder: Path, train: str, backbone: str = "nextitnet", extra: str = "") -> Path:
+    """The synthetic stream with `train: {...}` on its profile task T3."""
+    p = synthetic_config(folder, backbone=backbone, extra=extra)
+    text = p.read_text()
+    assert T3 in text
+    p.write_text(text.replace(T3, f"  - {{name: T3, kind: classify, label: gender, train: {{{train}}}}}"))
+    return p
+
+
+def test_task_overrides_go_on_top_of_finetune(tmp_path):
+    p = with_t3_train(tmp_path, "lr: 0.5, pooling: mean", extra="finetune: {lr: 0.002, batch_size: 8}")
+    cfg = load_config(p)
+    t1, t2, t3 = (cfg.train_for(i, t.name) for i, t in enumerate(cfg.tasks))
+    assert (t1.lr, t1.batch_size, t1.pooling) == (0.01, 16, "last")
+    assert (t2.lr, t2.batch_size, t2.pooling) == (0.002, 8, "last")
+    assert (t3.lr, t3.batch_size, t3.pooling) == (0.5, 8, "mean")
+    # position, not name, says whether finetune applies: T3 learned first gets train + its own only
+    first = cfg.train_for(0, "T3")
+    assert (first.lr, first.batch_size) == (0.5, 16)
+
+
+def test_task_overrides_are_not_data(tmp_path):
+    """Changing a task's training settings must not re-prepare the stream."""
+    plain = load_config(synthetic_config(tmp_path))
+    tuned = load_config(with_t3_train(tmp_path, "input_length: 30, monitor: log_loss"))
+    assert stream_key(plain) == stream_key(tuned)
+    assert "train" not in plain.tasks[2].model_dump()  # configs dumped before the option stay equal
+
+
+def test_bad_task_overrides_name_the_task_and_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown train fields \['lrate'\]"):
+        load_config(with_t3_train(tmp_path, "lrate: 0.1"))
+    with pytest.raises(ConfigError, match=r"(?s)tasks.*train.*lr.*greater than 0"):
+        load_config(with_t3_train(tmp_path, "lr: -1"))
+    with pytest.raises(ConfigError, match="input_length 40 is more than SASRec's model.max_length"):
+        load_config(with_t3_train(tmp_path, "input_length: 40", backbone="sasrec"))
+
+
+def test_input_length_sets_the_window_and_is_served(tmp_path):
+    """A profile task reading 30 items (the item tasks read 12): its windows hold the last 30 items, the
+    adapter records it, and the predictor given the whole history reproduces the run's test accuracy."""
+    cfg = load_config(with_t3_train(tmp_path, "input_length: 30, pooling: mean"), ["train.epochs=2"])
+    run_stream(cfg, "finesmax", tmp_path / "run", log=lambda *_: None)
+    stream, _ = open_stream(cfg)
+    td = stream.task("T3")
+    assert (np.diff(stream.offsets)[td.user] > 12).any()  # some histories are longer than the item window
+    m = build_method("finesmax", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    obj = objective_for(
+        stream,
+        "T3",
+        m.before_task(TaskInfo("T3", "classify", 1)),
+        cfg.model_copy(update={"train": cfg.train_for(1, "T3")}),
+    )
+    assert obj.train_w.shape[1] == 30
+    adapters = tmp_path / "run" / "adapters"
+    assert json.loads((adapters / "T3" / "adapter_config.json").read_text())["max_length"] == 30
+    assert json.loads((adapters / "T2" / "adapter_config.json").read_text())["max_length"] == 12
+    p = Predictor(tmp_path / "run")
+    test = td.split == TEST
+    right = 0
+    for u, end, t in zip(td.user[test], td.end[test], td.target[test]):
+        hist = [stream.items[i] for i in stream.seq_items[stream.offsets[u] : stream.offsets[u] + end]]
+        probs = p.classify("T3", hist)["probabilities"]
+        scores = np.array([probs[c] for c in td.classes])
+        right += int((scores >= scores[t]).sum() == 1)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert right / test.sum() == pytest.approx(rows[-1]["test_after"]["T3"]["accuracy"], abs=1e-9)
+
+
+def test_better_direction():
+    assert _better(0.2, None) and _better(0.2, 0.1) and not _better(0.1, 0.2)
+    assert _better(0.1, 0.2, lower=True) and not _better(0.2, 0.1, lower=True)
+    assert not _better(float("nan"), 0.1, lower=True)
+
+
+def test_log_loss_monitor_keeps_the_lowest_validation_loss(tmp_path):
+    cfg = load_config(with_t3_train(tmp_path, "monitor: log_loss, epochs: 6, patience: 6, lr: 0.05"))
+    run_stream(cfg, "stl", tmp_path / "run", log=lambda *_: None)
+    hist = [
+        json.loads(x)
+        for x in (tmp_path / "run" / "tasks" / "T3" / "train" / "metrics.jsonl").read_text().split("\n")
+        if x
+    ]
+    losses = [h["valid"]["log_loss"] for h in hist]
+    best = int(np.argmin(losses))
+    assert [h["improved"] for h in hist][best] and not any(h["improved"] for h in hist[best + 1 :])
+    # log_loss is the mean cross-entropy of the validation users
+    stream, _ = open_stream(cfg)
+    m = build_method("stl", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    net = m.before_task(TaskInfo("T3", "classify", 1))
+    obj = objective_for(stream, "T3", net, cfg.model_copy(update={"train": cfg.train_for(1, "T3")}))
+    with torch.no_grad():
+        got = obj.evaluate(VALID)
+        es = obj.eval_sets[VALID]
+        want = F.cross_entropy(net.head(obj.user_vectors(es.windows)), torch.from_numpy(es.targets))
+    assert got["log_loss"] == pytest.approx(float(want), rel=1e-5)
+    assert obj.monitor == "log_loss"
+    assert type(obj).report_metric(cfg.train) == "accuracy"
+
+
+def test_item_tasks_refuse_the_log_loss_monitor(tmp_path):
+    cfg = load_config(synthetic_config(tmp_path), ["train.monitor=log_loss"])
+    with pytest.raises(ConfigError, match="task T1: monitor log_loss is for profile tasks"):
+        run_stream(cfg, "stl", tmp_path / "run", log=lambda *_: None)
