@@ -47,15 +47,20 @@ def test_bench_refuses_an_unknown_method_before_training(tmp_path):
 
 
 def test_the_paper_recipe_config():
-    """configs/ml1m_paper.yaml carries Conure's training recipe (section 6.1) at d = 64."""
+    """configs/ml1m_paper.yaml carries Conure's training recipe (section 6.1) at d = 64, with the two
+    documented departures (no L2, lr 1e-3 after T1) and the profile tasks' own settings."""
     from lifelongrec.config import load_config
 
     cfg = load_config("ml1m_paper")
-    t1, later = cfg.train_for(0), cfg.train_for(1)
+    t1, t2 = cfg.train_for(0, "T1"), cfg.train_for(1, "T2")
     assert cfg.sequence.max_length == 30 and cfg.model.d == 64
-    assert (t1.loss, t1.sampled_fraction, t1.lr, t1.batch_size, t1.weight_decay) == ("sampled", 0.2, 1e-3, 32, 0.02)
-    assert (later.lr, later.batch_size, later.weight_decay) == (1e-4, 512, 0.02)
-    assert (later.item_loss, later.negatives, later.popularity_rho) == ("bpr", "popularity", 0.3)
+    assert (t1.loss, t1.sampled_fraction, t1.lr, t1.batch_size, t1.weight_decay) == ("sampled", 0.2, 1e-3, 32, 0.0)
+    assert (t2.lr, t2.batch_size, t2.weight_decay) == (1e-3, 512, 0.0)
+    assert (t2.item_loss, t2.negatives, t2.popularity_rho) == ("bpr", "popularity", 0.3)
+    assert cfg.input_length(t2) == 30
+    for i, name in ((3, "T4"), (4, "T5"), (5, "T6")):
+        p = cfg.train_for(i, name)
+        assert (cfg.input_length(p), p.pooling, p.monitor, p.batch_size, p.lr) == (200, "mean", "log_loss", 64, 1e-3)
 
 
 def test_method_variants_have_their_own_settings_and_folder():
