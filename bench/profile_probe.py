@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
@@ -35,7 +34,7 @@ from lifelongrec.config import load_config
 from lifelongrec.data.batches import trim_left, windows
 from lifelongrec.data.prepare import open_stream
 from lifelongrec.data.stream import TEST, TRAIN, VALID
-from lifelongrec.references import C_GRID, majority, segments
+from lifelongrec.references import C_GRID, bag_of_items, majority
 from lifelongrec.tasknet import pool
 
 
@@ -49,13 +48,6 @@ def frozen_features(backbone, w: np.ndarray, chunk: int = 64) -> dict[str, np.nd
             out["state mean"].append(pool(states, x, "mean"))
             out["item-embedding mean"].append(pool(backbone.item_embedding(x), x, "mean"))
     return {k: torch.cat(v).numpy() for k, v in out.items()}
-
-
-def bag(stream, users: np.ndarray, ends: np.ndarray, n: int) -> sp.csr_matrix:
-    rows, items = segments(stream, users, np.maximum(0, ends.astype(np.int64) - n), ends)
-    x = sp.csr_matrix((np.ones(len(rows)), (rows, items)), shape=(len(users), stream.n_items + 1))
-    x.data[:] = 1.0
-    return x
 
 
 def probe(data: dict[int, tuple]) -> tuple[float, float]:
@@ -92,7 +84,8 @@ def main() -> None:
             for split in (TRAIN, VALID, TEST):
                 m = td.split == split
                 w = windows(stream.offsets, stream.seq_items, td.user[m], td.end[m], n)
-                feats[split] = {**frozen_features(backbone, w), "bag of items": bag(stream, td.user[m], td.end[m], n)}
+                bag = bag_of_items(stream, td.user[m], td.end[m], n)
+                feats[split] = {**frozen_features(backbone, w), "bag of items": bag}
                 labels[split] = td.target[m].astype(np.int64)
             for kind in feats[TRAIN]:
                 acc, c = probe({s: (feats[s][kind], labels[s]) for s in feats})

@@ -59,3 +59,14 @@ train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, patience: 10, seed: 0, thre
     p = folder / "synthetic.yaml"
     p.write_text(text)
     return p
+
+
+def after_t1(method: str, cfg, stream):
+    """`method` built on `stream` with T1 learned in structure only (untrained weights), so the next
+    `before_task(TaskInfo(name, kind, 1))` opens a second task's network."""
+    from lifelongrec.methods import TaskInfo, build_method
+
+    m = build_method(method, cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    return m

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from synthetic import synthetic_config
+from synthetic import after_t1, synthetic_config
 
 from lifelongrec.config import TrainConfig, load_config
 from lifelongrec.errors import ConfigError
@@ -161,14 +161,12 @@ def test_bad_negatives_settings_are_config_errors(tmp_path):
 
 def _item_objective(tmp_path, sets: list[str]):
     from lifelongrec.data.prepare import open_stream
-    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.methods import TaskInfo
     from lifelongrec.objectives import objective_for
 
     cfg = load_config(synthetic_config(tmp_path), [*FAST, *sets])
     stream, _ = open_stream(cfg)
-    m = build_method("stl", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("stl", cfg, stream)
     net = m.before_task(TaskInfo("T2", "item_rec", 1))
     return stream, objective_for(stream, "T2", net, cfg)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from synthetic import synthetic_config
+from synthetic import after_t1, synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
 from lifelongrec.data.stream import TEST
-from lifelongrec.methods import TaskInfo, build_method
+from lifelongrec.methods import TaskInfo
 from lifelongrec.objectives import objective_for
 from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
@@ -54,9 +54,7 @@ def test_mean_pooling_trains_and_serves_the_same_vectors(tmp_path, method):
 def test_balanced_class_weights(tmp_path):
     cfg = load_config(synthetic_config(tmp_path), [*FAST, "train.class_weight=balanced"])
     stream, _ = open_stream(cfg)
-    m = build_method("stl", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("stl", cfg, stream)
     net = m.before_task(TaskInfo("T3", "classify", 1))
     obj = objective_for(stream, "T3", net, cfg)
     t = obj.train_t

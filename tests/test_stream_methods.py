@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from synthetic import synthetic_config
+from synthetic import after_t1, synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.runner import run_stream
@@ -97,15 +97,13 @@ def test_frozen_encoder_cache_gives_the_same_loss(tmp_path, task):
     import torch
 
     from lifelongrec.data.prepare import open_stream
-    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.methods import TaskInfo
     from lifelongrec.objectives import objective_for
     from lifelongrec.tasknet import CachedEncoder, TaskNet
 
     cfg = load_config(synthetic_config(tmp_path), FAST)
     stream, _ = open_stream(cfg)
-    m = build_method("finesmax", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("finesmax", cfg, stream)
     m.backbone.eval()
     net = m.before_task(TaskInfo(task, stream.task(task).kind, 1))
     assert isinstance(net.encoder, CachedEncoder)
@@ -127,14 +125,12 @@ def test_item_task_grouped_loss_is_the_mean_over_examples(tmp_path):
     from lifelongrec.data.batches import windows
     from lifelongrec.data.prepare import open_stream
     from lifelongrec.data.stream import TRAIN
-    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.methods import TaskInfo
     from lifelongrec.objectives import objective_for
 
     cfg = load_config(synthetic_config(tmp_path), FAST)
     stream, _ = open_stream(cfg)
-    m = build_method("stl", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("stl", cfg, stream)
     net = m.before_task(TaskInfo("T2", "item_rec", 1))
     obj = objective_for(stream, "T2", net, cfg)
     batch = next(iter(obj.train_batches(np.random.default_rng(0), 10_000)))
@@ -158,15 +154,13 @@ def test_peterrec_patch_placement(tmp_path, backbone, placement):
     from safetensors.torch import load_file
 
     from lifelongrec.data.prepare import open_stream
-    from lifelongrec.methods import TaskInfo, build_method
+    from lifelongrec.methods import TaskInfo
 
     cfg = load_config(
         synthetic_config(tmp_path, backbone), [*FAST, "method.name=peterrec", f"method.placement={placement}"]
     )
     stream, _ = open_stream(cfg)
-    m = build_method("peterrec", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("peterrec", cfg, stream)
     m.before_task(TaskInfo("T2", "item_rec", 1))
     sites = set(m.patches["T2"].keys())
     n = m.backbone.n_blocks

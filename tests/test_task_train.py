@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from synthetic import synthetic_config
+from synthetic import after_t1, synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
 from lifelongrec.data.stream import TEST, VALID, stream_key
 from lifelongrec.engine import _better
 from lifelongrec.errors import ConfigError
-from lifelongrec.methods import TaskInfo, build_method
+from lifelongrec.methods import TaskInfo
 from lifelongrec.objectives import objective_for
 from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
@@ -71,9 +71,7 @@ def test_input_length_sets_the_window_and_is_served(tmp_path):
     stream, _ = open_stream(cfg)
     td = stream.task("T3")
     assert (np.diff(stream.offsets)[td.user] > 12).any()  # some histories are longer than the item window
-    m = build_method("finesmax", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("finesmax", cfg, stream)
     obj = objective_for(
         stream,
         "T3",
@@ -115,9 +113,7 @@ def test_log_loss_monitor_keeps_the_lowest_validation_loss(tmp_path):
     assert [h["improved"] for h in hist][best] and not any(h["improved"] for h in hist[best + 1 :])
     # log_loss is the mean cross-entropy of the validation users
     stream, _ = open_stream(cfg)
-    m = build_method("stl", cfg, stream)
-    m.before_task(TaskInfo("T1", "next_item", 0))
-    m.after_task(TaskInfo("T1", "next_item", 0))
+    m = after_t1("stl", cfg, stream)
     net = m.before_task(TaskInfo("T3", "classify", 1))
     obj = objective_for(stream, "T3", net, cfg.model_copy(update={"train": cfg.train_for(1, "T3")}))
     with torch.no_grad():

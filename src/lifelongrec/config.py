@@ -167,6 +167,14 @@ class LabelConfig(Strict):
     positive: Any = None
 
 
+def check_train_fields(overrides: dict[str, Any], where: str) -> None:
+    """Overrides of `train` (a `finetune` section, a task's `train`) name only TrainConfig's fields."""
+    unknown = set(overrides) - set(TrainConfig.model_fields)
+    if unknown:
+        known = ", ".join(TrainConfig.model_fields)
+        raise ValueError(f"{where}: unknown train fields {sorted(unknown)} (known: {known})")
+
+
 class TaskConfig(Strict):
     # A task's name names its folders (adapters/<name>/), so it is a plain word: letters, digits, _ and -.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
@@ -181,10 +189,7 @@ class TaskConfig(Strict):
     @field_validator("train")
     @classmethod
     def _train_fields(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        unknown = set(v or {}) - set(TrainConfig.model_fields)
-        if unknown:
-            known = ", ".join(TrainConfig.model_fields)
-            raise ValueError(f"train: unknown train fields {sorted(unknown)} (known: {known})")
+        check_train_fields(v or {}, "train")
         TrainConfig.model_validate(v or {})  # each value's own bounds, named by field, at load time
         return v
 
@@ -359,22 +364,23 @@ class StreamConfig(Strict):
             raise ValueError(f"task names must be unique, repeated: {sorted(dup)}")
         if not self.tasks:
             raise ValueError("a stream needs at least one task")
-        if self.finetune:
-            unknown = set(self.finetune) - set(TrainConfig.model_fields)
-            if unknown:
-                raise ValueError(f"finetune: unknown train fields {sorted(unknown)}")
+        check_train_fields(self.finetune, "finetune")
         if self.model.name == "sasrec" and self.model.max_length < self.sequence.max_length:
             raise ValueError(
                 f"model.max_length ({self.model.max_length}) must be >= "
                 f"sequence.max_length ({self.sequence.max_length})"
             )
-        for t in self.tasks:
-            n = (t.train or {}).get("input_length", self.finetune.get("input_length", self.train.input_length))
-            if n is not None and self.model.name == "sasrec" and n > self.model.max_length:
-                raise ValueError(
-                    f"task {t.name}: input_length {n} is more than SASRec's model.max_length "
-                    f"({self.model.max_length}) positions"
-                )
+        for t in self.tasks if self.model.name == "sasrec" else []:
+            for index in (0, 1):  # the task learned first, or after the first (with finetune)
+                merged = {"input_length": self.train.input_length}
+                for _, part in self._train_parts(index, t.name):
+                    merged.update(part)
+                n = merged["input_length"] or 0
+                if n > self.model.max_length:
+                    raise ValueError(
+                        f"task {t.name}: input_length {n} is more than SASRec's model.max_length "
+                        f"({self.model.max_length}) positions"
+                    )
         return self
 
     def for_method(self, name: str) -> StreamConfig:
@@ -395,21 +401,25 @@ class StreamConfig(Strict):
 
         return self.model_copy(update={"method": settings_class(name)(name=name)})
 
-    def train_for(self, index: int, task: str | None = None) -> TrainConfig:
-        """Training knobs of `task` at position `index` of the learning order: `train`, then `finetune`
-        after the first task, then the task's own `train` overrides."""
+    def _train_parts(self, index: int, task: str | None) -> list[tuple[str, dict[str, Any]]]:
+        """The overrides of `train` for `task` at position `index`, in order, with where each comes from:
+        `finetune` after the first task, then the task's own `train`."""
         own = next((t.train for t in self.tasks if t.name == task), None) or {}
         parts = [("finetune", self.finetune if index > 0 else {}), (f"tasks.{task}.train", own)]
-        if not any(p for _, p in parts):
-            return self.train
-        merged = self.train.model_dump()
-        for where, part in parts:
+        return [(where, part) for where, part in parts if part]
+
+    def train_for(self, index: int, task: str | None = None) -> TrainConfig:
+        """Training knobs of `task` at position `index` of the learning order: `train`, then `finetune`
+        after the first task, then the task's own `train` overrides (an invalid value is named by the
+        section that brought it)."""
+        out, merged = self.train, self.train.model_dump()
+        for where, part in self._train_parts(index, task):
             merged.update(part)
             try:
-                TrainConfig.model_validate(merged)
+                out = TrainConfig.model_validate(merged)
             except ValidationError as e:
                 raise ConfigError(_format_validation(e, where)) from None
-        return TrainConfig.model_validate(merged)
+        return out
 
     def input_length(self, train: TrainConfig) -> int:
         """How many of the latest input items a task trained with `train` reads."""

@@ -329,7 +329,7 @@ class ProfileObjective(TaskObjective):
     cross-entropy: smooth where accuracy on a few hundred users sits on the majority class for epochs
     while the model improves); train.class_weight=balanced weighs the loss by inverse class frequency."""
 
-    metric = "accuracy"
+    metric: ClassVar[str]
 
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg)

@@ -116,9 +116,11 @@ def majority(stream: Stream, task: str) -> dict:
     return {"accuracy": acc, "protocol": "accuracy", "examples": len(y), "class": label}
 
 
-def bag_of_items(stream: Stream, users: np.ndarray, ends: np.ndarray) -> sp.csr_matrix:
-    """[n, n_items + 1] binary: 1 where the example's input seq[:end] holds the item."""
-    rows, items = segments(stream, users, np.zeros(len(users)), ends)
+def bag_of_items(stream: Stream, users: np.ndarray, ends: np.ndarray, window: int | None = None) -> sp.csr_matrix:
+    """[n, n_items + 1] binary: 1 where the example's input seq[:end] (its last `window` items, when
+    given) holds the item."""
+    lo = np.zeros(len(users)) if window is None else np.maximum(0, ends.astype(np.int64) - window)
+    rows, items = segments(stream, users, lo, ends)
     x = sp.csr_matrix((np.ones(len(rows)), (rows, items)), shape=(len(users), stream.n_items + 1))
     x.data[:] = 1.0  # a repeated item counts once (the conversion summed duplicates)
     return x

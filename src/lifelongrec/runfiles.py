@@ -60,6 +60,7 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
     for r in rows:
         task = r["task"]
         td = stream.task(task)
+        train = cfg.train_for(r["index"], task)
         config = {
             "method": method.name,
             "settings": cfg.method.model_dump(mode="json") if cfg.method else {"name": method.name},
@@ -70,8 +71,8 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
             "n_items": stream.n_items,
             "vocab_hash": stream.manifest["vocab_hash"],
             "model": cfg.model.model_dump(mode="json"),
-            "max_length": cfg.input_length(cfg.train_for(r["index"], task)),  # the latest items a user vector reads
-            "pooling": cfg.train_for(r["index"], task).pooling,  # which user vector the head reads
+            "max_length": cfg.input_length(train),  # how many of the latest items a user vector reads
+            "pooling": train.pooling,  # which user vector the head reads
             "lifelongrec_version": __version__,
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
