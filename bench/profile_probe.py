@@ -9,9 +9,10 @@ for each profile task, at each input window (the user's last N items):
 - `item-embedding mean`: the mean of the input item embeddings (no sequence model at all),
 - `bag of items`: the binary user x item matrix of the same window (no pretraining at all).
 
-A method that freezes the encoder and trains a head (FineSmax; PeterRec and Conure add little
-capacity) cannot be expected to beat the probe of its own features, so where the probe does not beat
-the majority class, the frozen representation does not carry the label. Each row gives test accuracy
+A method that trains only a head on the frozen encoder (FineSmax) cannot be expected to beat the probe
+of its own features: where the probe does not beat the majority class, a linear head finds no label in
+the frozen representation. Methods that train part of the encoder (PeterRec, Conure) are not bounded
+by it. Each row gives test accuracy
 and the one-sided binomial p of "accuracy > the majority share" on the test users.
 
     python bench/profile_probe.py runs/bench/ml1m_paper/seed-0/T1 --config ml1m_paper --windows 30,200
