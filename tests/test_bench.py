@@ -40,6 +40,28 @@ def test_bench_aggregates_seeds_and_references(tmp_path):
     assert again["methods"] == res["methods"] and again["wall_seconds"] < res["wall_seconds"]
 
 
+def test_seeds_learned_apart_report_like_one_call(tmp_path):
+    """--only-seed learns one seed and writes no report; a later call reads those runs and trains
+    nothing (the same values as learning every seed in one call)."""
+    import pytest
+
+    from lifelongrec.errors import LifelongrecError
+
+    cfg = synthetic_config(tmp_path)
+    apart, together = tmp_path / "apart", tmp_path / "together"
+    for seed in (1, 0):
+        assert run_bench(cfg, apart, ["finesmax"], seeds=2, overrides=SETS, only_seed=seed) is None
+    assert (apart / "seed-1" / "finesmax" / "run.json").is_file() and not (apart / "report.md").exists()
+    with pytest.raises(LifelongrecError, match="from 0 to 1"):
+        run_bench(cfg, apart, ["finesmax"], seeds=2, overrides=SETS, only_seed=2)
+    mtimes = {p: p.stat().st_mtime_ns for p in apart.rglob("*.safetensors")}
+    assert mtimes
+    res = run_bench(cfg, apart, ["finesmax"], seeds=2, overrides=SETS)
+    assert {p: p.stat().st_mtime_ns for p in apart.rglob("*.safetensors")} == mtimes  # nothing trained again
+    ref = run_bench(cfg, together, ["finesmax"], seeds=2, overrides=SETS)
+    assert res["methods"]["finesmax"]["final"] == ref["methods"]["finesmax"]["final"]
+
+
 def test_bench_refuses_an_unknown_method_before_training(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--config", str(synthetic_config(tmp_path)), "--methods", "stl,nope"])
     assert "unknown method 'nope'" in str(r.exception)

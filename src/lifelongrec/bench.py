@@ -81,24 +81,37 @@ def parse_variant(spec: str) -> tuple[str, str, list[str]]:
 
 
 def run_bench(
-    config: str | Path, out: Path, methods: list[str] | None = None, seeds: int = 3, overrides: list[str] | None = None
-) -> dict:
-    """Learn the stream with every method for `seeds` seeds (resumable) and write the report."""
+    config: str | Path,
+    out: Path,
+    methods: list[str] | None = None,
+    seeds: int = 3,
+    overrides: list[str] | None = None,
+    only_seed: int | None = None,
+) -> dict | None:
+    """Learn the stream with every method for `seeds` seeds (resumable) and write the report.
+
+    `only_seed` learns that one seed's runs and writes no report (None returned): seeds can then be
+    spread over processes or machines sharing `out`; a later call without it reads them and reports.
+    Each run folder is locked, so two processes never learn the same run."""
     variants = [parse_variant(m) for m in (methods or list(BUILTIN))]
     for _, name, sets in variants:
         method_class(name)  # an unknown name fails here, before any training
         load_config(config, [*(overrides or []), *sets], method=name)  # and so does a bad setting
     if seeds < 1:
         raise LifelongrecError(f"--seeds {seeds}: give at least one seed")
+    if only_seed is not None and not 0 <= only_seed < seeds:
+        raise LifelongrecError(f"--only-seed {only_seed}: expected a seed from 0 to {seeds - 1} (--seeds {seeds})")
     t0 = time.perf_counter()
     base_cfg = load_config(config, overrides or [])
     stream, _ = open_stream(base_cfg)
     runs: dict[str, list[Path]] = {label: [] for label, _, _ in variants}
-    for seed in range(seeds):
+    for seed in range(seeds) if only_seed is None else [only_seed]:
         t1 = _pretrained(_seed_config(base_cfg, seed), stream, out / f"seed-{seed}" / "T1")
         for label, name, sets in variants:
             cfg = _seed_config(load_config(config, [*(overrides or []), *sets], method=name), seed)
             runs[label].append(_learn(cfg, name, out / f"seed-{seed}" / label, t1))
+    if only_seed is not None:
+        return None
     from .references import reference_rows
 
     refs = reference_rows(stream, base_cfg)

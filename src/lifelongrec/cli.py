@@ -308,6 +308,10 @@ def bench_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="the ML-100K stream with 2 seeds: a first look")] = False,
     set_: SetOpt = None,
     out: OutOpt = None,
+    only_seed: Annotated[
+        int | None,
+        typer.Option(help="learn only this seed's runs, no report (spread seeds over processes sharing --out)"),
+    ] = None,
 ) -> None:
     """Every method on one stream with the same splits, seeds and budgets; one Table-2 report with
     mean ± std over seeds, reference rows and paired tests. Rerun the same command to resume."""
@@ -318,7 +322,10 @@ def bench_cmd(
     name = Path(config).stem if Path(config).suffix else config
     out = out or Path("runs") / "bench" / name
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    result = run_bench(config, out, chosen, seeds, list(set_ or []))
+    result = run_bench(config, out, chosen, seeds, list(set_ or []), only_seed)
+    if result is None:
+        typer.echo(f"seed {only_seed} learned in {out}; the same command without --only-seed writes the report")
+        return
     typer.echo(render(result))
     typer.echo(f"\nwall time {result['wall_seconds']:.0f} s; written to {out / 'report.md'} and {out / 'bench.json'}")
 
