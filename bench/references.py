@@ -28,12 +28,12 @@ def main() -> None:
         rows = reference_rows(stream, cfg)
         t2 = time.perf_counter()
         print(f"\n### {cfg.name}: stream opened in {t1 - t0:.1f} s, references in {t2 - t1:.1f} s\n")
-        print("| reference | task | examples | protocol | MRR@5 | HR@10 | accuracy | AUC | C |")
+        print("| reference | task | examples | protocol | MRR@5 | HR@10 | accuracy | AUC | C or lambda |")
         print("|---|---|---|---|---|---|---|---|---|")
         for ref, tasks in rows.items():
             for task, m in tasks.items():
                 cols = [cell(m, k) if k in m else "" for k in ("MRR@5", "HR@10", "accuracy", "AUC")]
-                extra = str(m.get("C", m.get("class", "")))
+                extra = str(m.get("C", m.get("lambda", m.get("class", ""))))
                 print(f"| {ref} | {task} | {m['examples']:,} | {m['protocol']} | {' | '.join(cols)} | {extra} |")
         print("\n" + json.dumps(rows, sort_keys=True))
 

@@ -143,6 +143,7 @@ def test_reference_rows_on_the_synthetic_stream(synthetic: tuple[Stream, StreamC
     rows = reference_rows(stream, cfg)
     assert {k: sorted(v) for k, v in rows.items()} == {
         "most_popular": ["T1", "T2"],
+        "bag_of_items_ridge": ["T2"],
         "majority": ["T3", "T4"],
         "bag_of_items_logreg": ["T3", "T4"],
     }
@@ -187,3 +188,48 @@ def test_next_item_counts_match_the_objective(synthetic: tuple[Stream, StreamCon
         assert (training_item_counts(stream, td, train, L) == want).all()
     rows, items = segments(stream, td.user[:3], np.zeros(3), td.end[:3])
     assert len(rows) == td.end[:3].sum() and items.min() >= 1
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_ridge_reference_matches_a_direct_solve(
+    synthetic: tuple[Stream, StreamConfig], monkeypatch: pytest.MonkeyPatch, exclude_seen: bool
+) -> None:
+    """The eigendecomposition route gives the ranks of W = (X'X + lambda I)^-1 X'Y solved directly and
+    ranked by metrics.ranks_full (same ties, same excluded items)."""
+    from lifelongrec.metrics import rank_metrics
+    from lifelongrec.references import bag_of_items, bag_of_items_ridge
+
+    stream, cfg = synthetic
+    train = cfg.train.model_copy(update={"exclude_seen": exclude_seen})
+    td, lam, window = stream.task("T2"), 10.0, 5
+    monkeypatch.setattr(references, "RIDGE_LAMBDAS", (lam,))
+    monkeypatch.setattr(references, "CHUNK", 7)  # several chunks of examples
+    got = bag_of_items_ridge(stream, "T2", train, window)
+    assert got is not None and got["lambda"] == lam and got["examples"] == stream.task("T2").size(TEST)
+
+    def bag(mask: np.ndarray) -> np.ndarray:
+        x = bag_of_items(stream, td.user[mask], td.end[mask], window).toarray()
+        return np.hstack([x, np.ones((len(x), 1))])
+
+    tr, te = td.split == TRAIN, td.split == TEST
+    x = np.unique(np.column_stack([td.user[tr], td.end[tr]]), axis=0)  # one row per distinct input
+    row = {(u, e): i for i, (u, e) in enumerate(x)}
+    xb = bag(np.isin(np.arange(len(td.user)), [np.flatnonzero(tr & (td.user == u) & (td.end == e))[0] for u, e in x]))
+    y = np.zeros((len(x), stream.n_items + 1))
+    for u, e, t in zip(td.user[tr], td.end[tr], td.target[tr]):
+        y[row[(u, e)], t] = 1.0
+    w = np.linalg.solve(xb.T @ xb + lam * np.eye(xb.shape[1]), xb.T @ y)
+    users = torch.from_numpy(bag(te)).float()
+    items = torch.from_numpy(w.T).float()
+    items[0] = 0.0
+    bias = torch.zeros(stream.n_items + 1)
+    bias[0] = -torch.inf  # padding is never a candidate
+    seen = None
+    if exclude_seen:
+        rows, its = segments(stream, td.user[te], np.zeros(int(te.sum())), td.end[te])
+        seen = (torch.from_numpy(rows), torch.from_numpy(its))
+    ranks = ranks_full(users, items, torch.from_numpy(td.target[te].astype(np.int64)), bias=bias, exclude=seen)
+    want = rank_metrics(ranks.numpy(), train.ks)
+    for k in ("MRR@5", "HR@1", "HR@5"):
+        assert got[k] == pytest.approx(want[k], abs=1e-9), k
+    assert got["protocol"] == ("full-exclude-seen" if exclude_seen else "full")

@@ -5,8 +5,9 @@ every method starts its stream from it (`--init-from`), so the methods differ on
 the tasks after T1 (Conure still prunes and retrains its copy of T1). Runs are resumable: a finished
 run is read, an interrupted one resumed, a missing one started. The report (`<out>/report.md`,
 `<out>/bench.json`) gives per method and task the mean +- standard deviation over seeds of the final
-metric, the reference rows (the most popular items, the majority class, a logistic regression on the
-bag of the user's items; references.py), backbones stored, trainable parameters, bytes added and
+metric, the reference rows (the most popular items and a ridge regression from the bag of the user's
+items for item tasks, the majority class and a logistic regression on that bag for profile tasks;
+references.py), backbones stored, trainable parameters, bytes added and
 training seconds per task, forgetting and BWT, and a paired t-test of each method against STL per task
 (over seeds; scipy), plus each method's heatmaps for the first seed.
 

@@ -16,6 +16,13 @@ that does not beat them has not learned the task, however good its number looks 
   input seq[:end] holds (a binary example x item CSR matrix, order ignored). C is chosen on the
   validation split; ties go to the smaller C. This is a linear model of "what the user watched", and a
   sequence encoder has to beat it to show that it adds something.
+- `bag_of_items_ridge` (item_rec): ridge regression from the bag of the items the model reads (the last
+  `input_length` of seq[:end]) plus a constant to the bag of the input's training targets, W =
+  (X'X + lambda I)^-1 X'Y in closed form (an EASE-like item-to-item model across behaviours; the
+  constant carries popularity), lambda chosen on the validation split, ranked with the same tie and
+  exclude_seen rules. The item tasks' version of the logistic regression: a sequence encoder that does
+  not beat it has not used what the input holds. Dense in the catalogue (n^2 floats, n^3 work), so it
+  is skipped above RIDGE_MAX_ITEMS items.
 
 Ranking always uses the whole catalogue ("full" / "full-exclude-seen"), even when a run asks for
 `train.sampled_eval_negatives`. The training settings (ks, exclude_seen, history) of each task come
@@ -28,6 +35,7 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from .config import StreamConfig, TrainConfig
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
@@ -36,6 +44,8 @@ from .metrics import accuracy, auc, rank_metrics
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 MAX_ITER = 5000  # lbfgs; enough to converge on every ML-1M profile task at every C of the grid
 CHUNK = 8192  # distinct inputs per chunk when seen items are excluded (bounds the (input, item) pairs)
+RIDGE_LAMBDAS = (1e2, 1e3, 1e4, 1e5, 1e6)
+RIDGE_MAX_ITEMS = 20_000  # an n x n solve: 3.2 GB and minutes of one core at 20,000 items
 
 
 def segments(stream: Stream, users: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,14 +177,86 @@ def bag_of_items_logreg(stream: Stream, task: str) -> dict | None:
     return out
 
 
+def _distinct_inputs(td: TaskData, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first example of each distinct (user, end) input among `mask`, each example's input index,
+    the examples' indices)."""
+    idx = np.flatnonzero(mask)
+    key = td.user[idx].astype(np.int64) * (1 << 32) + td.end[idx]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return idx[first], inv.reshape(-1), idx
+
+
+def _ridge_ranks(
+    stream: Stream, td: TaskData, split: int, v: torch.Tensor, c: torch.Tensor, train: TrainConfig, window: int
+) -> np.ndarray:
+    """Ranks of the split's targets under scores [x, 1] V diag(shrink) C, C = V'[X 1]'Y: the ridge
+    solution through the eigenvectors V of the Gram matrix (one eigendecomposition serves every lambda)."""
+    first, inv, ex = _distinct_inputs(td, td.split == split)
+    x = bag_of_items(stream, td.user[first], td.end[first], window)
+    x = sp.hstack([x, np.ones((len(first), 1))]).tocsr().astype(np.float64)
+    scores = torch.from_numpy(np.asarray(x @ v.numpy(), dtype=np.float32)) @ c  # [inputs, n_items + 1]
+    scores[:, 0] = -torch.inf  # padding is never a candidate
+    seen = torch.zeros(scores.shape, dtype=torch.bool)
+    if train.exclude_seen:  # seen items are not candidates; a seen target keeps its own score
+        rows, items = segments(stream, td.user[first], np.zeros(len(first)), td.end[first])
+        seen[torch.from_numpy(rows), torch.from_numpy(items)] = True
+    targets = torch.from_numpy(td.target[ex].astype(np.int64))
+    ranks = np.empty(len(ex), dtype=np.int64)
+    for a in range(0, len(ex), CHUNK):
+        rows_ = torch.from_numpy(inv[a : a + CHUNK])
+        s, t = scores[rows_], targets[a : a + CHUNK]
+        beats = (s >= s.gather(1, t[:, None])) & ~seen[rows_]
+        beats[torch.arange(len(t)), t] = False  # the target never outranks itself
+        ranks[a : a + CHUNK] = (beats.sum(1) + 1).numpy()
+    return ranks
+
+
+def bag_of_items_ridge(stream: Stream, task: str, train: TrainConfig, window: int) -> dict | None:
+    """Test metrics of the ridge reference at the lambda best on validation (None when the catalogue is
+    too large for a dense solve or training has no examples)."""
+    td = stream.task(task)
+    n = stream.n_items + 1
+    if n > RIDGE_MAX_ITEMS or not (td.split == TRAIN).any():
+        return None
+    first, inv, ex = _distinct_inputs(td, td.split == TRAIN)
+    x = bag_of_items(stream, td.user[first], td.end[first], window)
+    x = sp.hstack([x, np.ones((len(first), 1))]).tocsr().astype(np.float64)
+    y = sp.csr_matrix((np.ones(len(ex)), (inv, td.target[ex])), shape=(len(first), n))
+    evals, v = torch.linalg.eigh(torch.from_numpy((x.T @ x).toarray()))  # float64: the Gram is ill-conditioned
+    evals, v = evals.float().clamp(min=0), v.float()  # the products below in float32 (2x faster)
+    vc = v.T @ torch.from_numpy(np.asarray((x.T @ y).todense(), dtype=np.float32))  # V'X'Y, [n + 1, n]
+    best: tuple[float, float] | None = None
+    for lam in RIDGE_LAMBDAS:
+        c = vc / (evals + lam)[:, None]
+        ranks = _ridge_ranks(stream, td, VALID, v, c, train, window)
+        score = float(rank_metrics(ranks, train.ks)[train.monitor]) if len(ranks) else -1.0
+        if best is None or score > best[0]:  # ties go to the smaller lambda
+            best = (score, lam)
+    assert best is not None
+    c = vc / (evals + best[1])[:, None]
+    out: dict = rank_metrics(_ridge_ranks(stream, td, TEST, v, c, train, window), train.ks, ci=True)
+    out["protocol"] = "full" + ("-exclude-seen" if train.exclude_seen else "")
+    out["examples"] = int((td.split == TEST).sum())
+    out["lambda"], out[f"valid_{train.monitor}"] = best[1], best[0]
+    return out
+
+
 def reference_rows(stream: Stream, cfg: StreamConfig) -> dict[str, dict[str, dict]]:
     """{reference: {task: test metrics}} for every task of the stream where the reference applies."""
     order = {t.name: i for i, t in enumerate(cfg.tasks)}
-    rows: dict[str, dict[str, dict]] = {"most_popular": {}, "majority": {}, "bag_of_items_logreg": {}}
+    rows: dict[str, dict[str, dict]] = {
+        "most_popular": {},
+        "bag_of_items_ridge": {},
+        "majority": {},
+        "bag_of_items_logreg": {},
+    }
     for name, td in stream.tasks.items():
         if td.kind in ("next_item", "item_rec"):
             train = cfg.train_for(order.get(name, len(order)), name)
             rows["most_popular"][name] = most_popular(stream, name, train, cfg.input_length(train))
+            ridge = bag_of_items_ridge(stream, name, train, cfg.input_length(train)) if td.kind == "item_rec" else None
+            if ridge is not None:
+                rows["bag_of_items_ridge"][name] = ridge
         elif td.kind in ("classify", "binary"):
             rows["majority"][name] = majority(stream, name)
             lr = bag_of_items_logreg(stream, name)
