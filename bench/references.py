@@ -1,12 +1,13 @@
 """Reference rows of a stream (lifelongrec.references) as a markdown table, with the wall time.
 
-Usage: python bench/references.py ml1m ml100k   (config names or paths; the prepared stream is cached)
+Usage: python bench/references.py ml1m ml100k [--set train.input_length=200 ...]
+(config names or paths; the prepared stream is cached; --set overrides every named config)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 from lifelongrec.config import load_config
@@ -20,8 +21,12 @@ def cell(m: dict, name: str) -> str:
 
 
 def main() -> None:
-    for name in sys.argv[1:]:
-        cfg = load_config(name)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("configs", nargs="+")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="override a config field: a.b=c")
+    args = ap.parse_args()
+    for name in args.configs:
+        cfg = load_config(name, args.sets)
         t0 = time.perf_counter()
         stream, _ = open_stream(cfg)
         t1 = time.perf_counter()

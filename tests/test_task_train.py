@@ -129,3 +129,33 @@ def test_item_tasks_refuse_the_log_loss_monitor(tmp_path):
     cfg = load_config(synthetic_config(tmp_path), ["train.monitor=log_loss"])
     with pytest.raises(ConfigError, match="task T1: monitor log_loss is for profile tasks"):
         run_stream(cfg, "stl", tmp_path / "run", log=lambda *_: None)
+
+
+def test_a_log_prior_head_starts_at_popularity_and_the_majority(tmp_path):
+    """train.head_bias: log_prior starts an item head's bias at the log frequency of the task's training
+    targets (so its order is the most popular items') and a class head at the majority class; the
+    default leaves the bias at zero, and the config's dump omits the default."""
+    import numpy as np
+    import torch
+    from synthetic import synthetic_config
+
+    from lifelongrec.config import load_config
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.data.stream import TRAIN
+    from lifelongrec.objectives import new_head
+
+    cfg = load_config(synthetic_config(tmp_path))
+    stream, _ = open_stream(cfg)
+    assert "head_bias" not in cfg.train.model_dump()
+    assert float(new_head(stream, "T2", 16).bias.detach().abs().sum()) == 0.0
+    td = stream.task("T2")
+    counts = np.bincount(td.target[td.split == TRAIN], minlength=stream.n_items + 1)
+    bias = new_head(stream, "T2", 16, "log_prior").bias.detach().numpy()
+    assert np.allclose(np.exp(bias[1:]) * (counts[1:] + 1).sum(), counts[1:] + 1)
+    t3 = stream.task("T3")
+    head = new_head(stream, "T3", 16, "log_prior")
+    majority = int(np.bincount(t3.target[t3.split == TRAIN]).argmax())
+    assert int(head.linear.bias.argmax()) == majority
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        assert (head(torch.randn(5, 16)).argmax(1) == majority).all()  # a zero user vector: the majority

@@ -288,6 +288,11 @@ class TrainConfig(Strict):
     # Profile tasks: "balanced" weighs each class by n / (classes x its count) in the cross-entropy (the
     # positive class of a binary task by negatives / positives), so the majority class is no free lunch.
     class_weight: Literal["none", "balanced"] = "none"
+    # A new task's head starts with zero bias (the paper's), or with the log prior of the task's training
+    # targets (item or class frequencies, add-one smoothed; ours): the head then starts at the most
+    # popular items or the majority class and learns what the user vector adds. Item tasks take one
+    # step per batch of users, so a zero bias can stay far from popularity for a whole budget.
+    head_bias: Literal["zero", "log_prior"] = "zero"
     eval_batch_size: int = Field(default=1024, ge=1)
     # Training batches are random, then sorted by length within groups of this many batches, so a batch
     # of similar lengths can drop its all-padding columns (faster). 1 = plain random batches: slower on
@@ -314,6 +319,7 @@ class TrainConfig(Strict):
                 "pooling": "last",
                 "class_weight": "none",
                 "input_length": None,
+                "head_bias": "zero",
             },
         )
 

@@ -416,6 +416,22 @@ def objective_for(stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) ->
     return objective_class(stream.task(task).kind)(stream, task, net, cfg)
 
 
-def new_head(stream: Stream, task: str, d: int) -> nn.Module:
+def new_head(stream: Stream, task: str, d: int, bias: str = "zero") -> nn.Module:
+    """A new task's head; `bias="log_prior"` starts its bias at the log frequency of each item or class
+    among the task's training targets (add-one smoothed), i.e. at the most popular items or the
+    majority class (train.head_bias)."""
     td = stream.task(task)
-    return objective_class(td.kind).new_head(td.classes, d, stream.n_items)
+    head = objective_class(td.kind).new_head(td.classes, d, stream.n_items)
+    if bias == "log_prior":
+        t = td.target[td.split == TRAIN].astype(np.int64)
+        with torch.no_grad():
+            if td.kind == "item_rec":
+                prior = np.bincount(t, minlength=stream.n_items + 1).astype(np.float64) + 1.0
+                cast(ItemHead, head).bias.copy_(torch.from_numpy(np.log(prior / prior[1:].sum())))
+            elif td.kind == "classify":
+                prior = np.bincount(t, minlength=len(td.classes or [])).astype(np.float64) + 1.0
+                cast(ClassHead, head).linear.bias.copy_(torch.from_numpy(np.log(prior / prior.sum())))
+            elif td.kind == "binary":
+                pos = (t == 1).sum() + 1.0
+                cast(BinaryHead, head).linear.bias.fill_(float(np.log(pos / (len(t) - pos + 2.0))))
+    return head

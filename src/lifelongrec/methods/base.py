@@ -105,7 +105,8 @@ class Method(ABC):
         torch.manual_seed(self.cfg.train.seed * 1000 + 500 + task.index)
         if task.kind == "next_item":
             return next_item_head(backbone, self.stream.n_items).to(self.device)
-        return new_head(self.stream, task.name, self.cfg.model.d).to(self.device)
+        bias = self.cfg.train_for(task.index, task.name).head_bias
+        return new_head(self.stream, task.name, self.cfg.model.d, bias).to(self.device)
 
     @staticmethod
     def copy_of(backbone: Backbone) -> Backbone:
