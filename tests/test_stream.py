@@ -155,11 +155,21 @@ def test_builtin_configs_validate():
         (["tasks.1.kind=nope"], "tasks.1.kind"),
         (["train.epochs"], "KEY=VALUE"),
         (["tasks.9.name=x"], "not an index"),
+        (["tasks[9].name=x"], "not an index"),
     ],
 )
 def test_config_errors_are_clear(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("ml1m", override)
+
+
+def test_list_items_can_be_set_with_brackets():
+    """`tasks[1].train=...` (how a YAML path is usually written) is `tasks.1.train=...`; before, it made
+    a top-level key "tasks[1]" that validation rejected as an unknown task field."""
+    dotted = load_config("ml1m", ["tasks.1.train={input_length: 300}", "tasks.0.split={mode: leave_last}"])
+    bracket = load_config("ml1m", ["tasks[1].train={input_length: 300}", "tasks[0].split={mode: leave_last}"])
+    assert bracket == dotted and bracket.tasks[1].train == {"input_length": 300}
+    assert bracket.tasks[0].split is not None and bracket.tasks[0].split.mode == "leave_last"
 
 
 def test_unknown_config_name():

@@ -7,6 +7,7 @@ Any field can be overridden from the command line with `--set a.b=c` (values par
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -470,7 +471,7 @@ def _read_yaml(path_or_name: str | Path) -> tuple[dict[str, Any], Path | None]:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=c` overrides; `c` is parsed as YAML so numbers and lists keep their type.
 
-    A numeric path part indexes a list: `tasks.0.name=X`.
+    A numeric path part indexes a list: `tasks.0.name=X`, or as written in YAML paths, `tasks[0].name=X`.
     """
     for item in overrides:
         if "=" not in item:
@@ -481,7 +482,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         except yaml.YAMLError:
             value = raw
         node: Any = data
-        parts = key.strip().split(".")
+        parts = re.sub(r"\[(\d+)\]", r".\1", key.strip()).split(".")  # tasks[0].x -> tasks.0.x
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             if isinstance(node, list):
