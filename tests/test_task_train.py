@@ -159,3 +159,28 @@ def test_a_log_prior_head_starts_at_popularity_and_the_majority(tmp_path):
     with torch.no_grad():
         head.linear.weight.zero_()
         assert (head(torch.randn(5, 16)).argmax(1) == majority).all()  # a zero user vector: the majority
+
+
+def test_next_item_tasks_read_the_last_state_whatever_the_pooling(tmp_path):
+    """train.pooling=mean set for the whole stream changes the user vector of item and profile tasks,
+    not of T1: a next_item task is trained at every position, so it predicts from the last state (a
+    pretrained T1 evaluated mean-pooled read 0.0039 instead of 0.0221 on ML-100K)."""
+    import torch
+    from synthetic import synthetic_config
+
+    from lifelongrec.config import load_config
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.objectives import objective_for
+    from lifelongrec.pretrain import build_t1, t1_net
+    from lifelongrec.tasknet import head_input
+
+    cfg = load_config(synthetic_config(tmp_path), ["train.pooling=mean"])
+    stream, _ = open_stream(cfg)
+    net = t1_net(*build_t1(cfg, stream))
+    obj = objective_for(stream, "T1", net, cfg)
+    w = obj.eval_sets[2].windows[:8]
+    with torch.no_grad():
+        got = obj.user_vectors(w)
+        ids = {"items": torch.as_tensor(w)}
+        assert torch.equal(got, head_input(net.encoder, ids, "last"))
+        assert not torch.allclose(got, head_input(net.encoder, ids, "mean"))

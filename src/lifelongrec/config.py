@@ -281,7 +281,8 @@ class TrainConfig(Strict):
     negatives: Literal["uniform", "popularity"] = "uniform"
     popularity_rho: float = Field(default=0.3, gt=0)  # rho of the popularity sampler (Conure: 0.3)
     # The user vector a task's head reads: the state at the last position (the paper's) or the mean over
-    # the history's positions, which can carry more of a profile than the next-item state does.
+    # the history's positions, which can carry more of a profile than the next-item state does. A
+    # next_item task (T1) always reads the last state: it is trained to predict at every position.
     pooling: Literal["last", "mean"] = "last"
     # How many of the user's latest input items an example reads (None: sequence.max_length). A profile
     # is spread over the whole history, so a profile task may read more than the item tasks do.

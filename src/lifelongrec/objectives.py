@@ -68,6 +68,12 @@ class EvalSet:
     ends: np.ndarray
 
 
+def task_pooling(kind: str, train: TrainConfig) -> str:
+    """The user vector a task's head reads: next_item tasks are trained at every position, so they
+    always predict from the last state; other tasks read train.pooling."""
+    return "last" if kind == "next_item" else train.pooling
+
+
 def item_monitor(train: TrainConfig, task: str) -> str:
     """An item task's early-stopping metric (a ranking metric; a validation loss is for profile tasks)."""
     if train.monitor == "log_loss":
@@ -183,7 +189,7 @@ class TaskObjective(Objective):
         enc = encoder or self.net.encoder
         if getattr(enc, "cache", None) is not None and "row" in batch:
             return enc.user_vectors(batch)
-        return head_input(enc, batch, self.cfg.train.pooling)
+        return head_input(enc, batch, task_pooling(self.td.kind, self.cfg.train))
 
     def user_vectors(self, w: np.ndarray, encoder=None) -> torch.Tensor:
         return self.vectors({"items": self._t(trim_left(w))}, encoder)

@@ -20,6 +20,7 @@ from .artifacts import nbytes, state_fingerprint
 from .config import StreamConfig
 from .continual import summary as continual_summary
 from .fsutil import write_json_atomic, write_text_atomic
+from .objectives import task_pooling
 
 
 def matrix_csv(order: list[str], R: list[list[float]]) -> str:
@@ -72,7 +73,7 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
             "vocab_hash": stream.manifest["vocab_hash"],
             "model": cfg.model.model_dump(mode="json"),
             "max_length": cfg.input_length(train),  # how many of the latest items a user vector reads
-            "pooling": train.pooling,  # which user vector the head reads
+            "pooling": task_pooling(td.kind, train),  # which user vector the head reads
             "lifelongrec_version": __version__,
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
