@@ -184,3 +184,62 @@ def test_next_item_tasks_read_the_last_state_whatever_the_pooling(tmp_path):
         ids = {"items": torch.as_tensor(w)}
         assert torch.equal(got, head_input(net.encoder, ids, "last"))
         assert not torch.allclose(got, head_input(net.encoder, ids, "mean"))
+
+
+def test_packed_batches_hold_whole_users_up_to_the_batch_size():
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lifelongrec.objectives import packed_batches
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.integers(1, 40), min_size=1, max_size=60), st.integers(1, 50), st.integers(0, 9))
+    def check(counts, batch_size, seed):
+        counts = np.array(counts)
+        batches = packed_batches(counts, batch_size, np.random.default_rng(seed))
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(counts)))  # each user once
+        for b, nxt in zip(batches, [*batches[1:], None]):
+            held = counts[b].sum()
+            assert held <= batch_size or len(b) == 1  # over the size only as a single large user
+            if nxt is not None:  # full: the next user would not have fitted
+                assert held + counts[nxt[0]] > batch_size
+
+    check()
+
+
+def test_item_batches_by_targets_cover_every_training_pair_once(tmp_path):
+    """train.item_batch=targets: an epoch's batches hold each training (user, target) pair once, about
+    batch_size targets each, so there are more steps than with batches of batch_size users."""
+    import numpy as np
+    from synthetic import synthetic_config
+
+    from lifelongrec.config import load_config
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.data.stream import TRAIN
+    from lifelongrec.objectives import objective_for
+    from lifelongrec.pretrain import build_t1, t1_net
+
+    base = (
+        synthetic_config(tmp_path)
+        .read_text()
+        .replace("filter: {column: rating, eq: 4}}", "filter: {column: rating, min: 3}}")
+    )  # every rated item is a T2 target: ~12 per user
+    (tmp_path / "many.yaml").write_text(base)
+    counts = {}
+    for unit in ("users", "targets"):
+        cfg = load_config(tmp_path / "many.yaml", [f"train.item_batch={unit}"])
+        stream, _ = open_stream(cfg)
+        obj = objective_for(stream, "T2", t1_net(*build_t1(cfg, stream)), cfg)
+        batches = list(obj.train_batches(np.random.default_rng(0), 16))
+        counts[unit] = len(batches)
+        pairs = sorted(
+            (int(b["row"][r]), int(t)) for b in batches for r, t in zip(b["target_row"].tolist(), b["target"].tolist())
+        )
+        off, tt = obj.t_off, obj.train_t
+        truth = sorted((r, int(t)) for r in range(len(off) - 1) for t in tt[off[r] : off[r + 1]])
+        assert pairs == truth and len(truth) == int((stream.task("T2").split == TRAIN).sum())
+        if unit == "targets":
+            assert all(len(b["target"]) <= 16 or len(b["row"]) == 1 for b in batches)
+            assert obj.n_batches(16) == len(batches)  # the same packing (n_batches draws with seed 0)
+    assert counts["targets"] > 4 * counts["users"]

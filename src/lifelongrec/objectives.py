@@ -68,6 +68,21 @@ class EvalSet:
     ends: np.ndarray
 
 
+def packed_batches(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Users in random order, cut into batches of whole users holding at most `batch_size` targets
+    (`counts[u]` each); a user with more targets than that makes a batch alone."""
+    perm = rng.permutation(len(counts))
+    out, start, held = [], 0, 0
+    for i, u in enumerate(perm):
+        if held and held + counts[u] > batch_size:
+            out.append(perm[start:i])
+            start, held = i, 0
+        held += int(counts[u])
+    if start < len(perm):
+        out.append(perm[start:])
+    return out
+
+
 def task_pooling(kind: str, train: TrainConfig) -> str:
     """The user vector a task's head reads: next_item tasks are trained at every position, so they
     always predict from the last state; other tasks read train.pooling."""
@@ -305,9 +320,20 @@ class ItemRecObjective(TaskObjective):
             p = popularity_negatives(self.train_t, stream.n_items, cfg.train.popularity_rho)
             self.neg_dist = p.to(device=self.device, dtype=torch.float32)
 
+    def n_batches(self, batch_size: int) -> int:
+        if self.cfg.train.item_batch == "users":
+            return super().n_batches(batch_size)
+        return len(packed_batches(np.diff(self.t_off), batch_size, np.random.default_rng(0)))
+
+    def user_batches(self, rng: np.random.Generator, batch_size: int) -> list[np.ndarray]:
+        """Users per step: batch_size of them (train.item_batch=users, similar lengths together), or
+        whole users packed up to batch_size targets (item_batch=targets)."""
+        if self.cfg.train.item_batch == "users":
+            return bucketed_batches((self.train_w > 0).sum(1), batch_size, rng, self.cfg.train.length_buckets)
+        return packed_batches(np.diff(self.t_off), batch_size, rng)
+
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
-        lengths = (self.train_w > 0).sum(1)
-        for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
+        for idx in self.user_batches(rng, batch_size):
             counts = self.t_off[idx + 1] - self.t_off[idx]
             rows = np.repeat(np.arange(len(idx)), counts)
             pos = np.repeat(self.t_off[idx] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
