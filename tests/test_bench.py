@@ -78,7 +78,7 @@ def test_the_paper_recipe_config():
     assert cfg.sequence.max_length == 30 and cfg.model.d == 64
     assert (t1.loss, t1.sampled_fraction, t1.lr, t1.batch_size, t1.weight_decay) == ("sampled", 0.2, 1e-3, 32, 0.0)
     assert (t2.lr, t2.batch_size, t2.weight_decay) == (1e-3, 512, 0.0)
-    assert (t2.item_loss, t2.negatives, t2.popularity_rho) == ("bpr", "popularity", 0.3)
+    assert (t2.item_loss, t2.negatives, t2.popularity_rho, t2.item_batch) == ("bpr", "popularity", 0.3, "targets")
     assert cfg.input_length(t2) == 30
     for i, name in ((3, "T4"), (4, "T5"), (5, "T6")):
         p = cfg.train_for(i, name)
