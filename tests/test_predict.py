@@ -15,7 +15,7 @@ from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
 
 
-@pytest.fixture(scope="module", params=["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl"])
+@pytest.fixture(scope="module", params=["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl", "pcl"])
 def run_dir(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     with pytest.MonkeyPatch.context() as mp:

@@ -35,7 +35,9 @@ class View:
     # the block input); "<block>_<k>" the k-th sub-layer of the block (NextItNet: its k-th convolution;
     # SASRec: 0 = attention, 1 = feed-forward), input: that sub-layer's input.
     patches: Mapping[str, Patch] | None = None
-    prompt: torch.Tensor | None = None  # added to the input item embeddings
+    # Added to the input item embeddings (before masking, so padding stays zero): [L, d] is one vector
+    # per position, right-aligned to the window (PCL's position-wise prompt); other shapes broadcast.
+    prompt: torch.Tensor | None = None
 
     def weight(self, module: nn.Module) -> torch.Tensor:
         """The weight `module` computes with under this view (its own unless replaced)."""
@@ -79,8 +81,18 @@ class Backbone(nn.Module):
         mask = (items > 0).unsqueeze(-1).to(self.item_embedding.weight.dtype)  # [B, L, 1]
         x = F.embedding(items, view.weight(self.item_embedding), padding_idx=0)
         if view.prompt is not None:
-            x = x + view.prompt
+            x = x + self._aligned(view.prompt, x.shape[1])
         return self._encode(x * mask, mask, view)
+
+    @staticmethod
+    def _aligned(prompt: torch.Tensor, width: int) -> torch.Tensor:
+        """A [L, d] prompt, one vector per position, meets a left-padded (and trimmed) window from the
+        right: its last row goes with the most recent item. Other shapes broadcast as they are."""
+        if prompt.dim() != 2:
+            return prompt
+        if prompt.shape[0] < width:
+            raise ValueError(f"a window of {width} positions is longer than the prompt's {prompt.shape[0]}")
+        return prompt[prompt.shape[0] - width :]
 
     def forward(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
         return self.encode(items, view)

@@ -1,0 +1,187 @@
+"""PCL: prompt-based continual learning for user modeling (Yang et al., WWW 2025 Companion, arXiv
+2502.19628).
+
+What is the paper's (its abstract and figure captions; ../shared/papers/pcl.md, "SEEN"): T1 pretrains a
+sequence backbone self-supervised; for every later task the backbone and the item embeddings are
+frozen; each task learns position-wise prompts, which act as the task's external memory; contextual
+prompts, built by attention, carry what tasks share; prompt tuning runs at a higher learning rate (the
+paper's Fig. 3: lr 1e-2).
+
+What is reconstructed here (the body of the paper was not available; pcl.md section 3, "INFERRED"),
+kept to three equations:
+
+    (1) prompted input     X_t = E[S_u] + P_t + C_t, then H_t = f(X_t), z_t = H_t at the last position
+    (2) contextual prompt  C_t = sum_j a_tj P~_j,  a_t = softmax_j((W_q^t tau_t) . (W_k^t tau_j) / sqrt(d_tau))
+                           over the earlier prompted tasks j, whose cached final prompts P~_j are the values
+    (3) loss               the task's own loss on z_t (cross-entropy for profiles, the item loss for items)
+
+- P_t [L, d]: one vector per input position, L = the task's input_length, right-aligned to the
+  left-padded window (its last row goes with the most recent item) and zero at padding. Initialised
+  N(0, prompt_init_std^2).
+- tau_t [d_tau]: a task embedding, uniform(0, 2) as TERACON's task embeddings; W_q^t, W_k^t belong to
+  task t alone, so learning t changes nothing an earlier task reads.
+- When task t ends, P~_t = P_t + C_t is cached and every part of t is frozen. A task is served from its
+  P~_t, the frozen backbone and its head: old tasks keep their outputs bit for bit.
+- Heads: an item task scores against the frozen item embeddings with its own bias (`item_head: tied`),
+  so an item the task never saw as a target can still rank (the cold-start claim); `softmax` gives it
+  its own item matrix. Profile tasks: a linear head.
+- SASRec: the prompt is added to the item embeddings before SASRec multiplies them by sqrt(d), so it
+  is scaled with them (and the position embedding is added after, as for any input).
+
+Not built yet (switches the issue asks for): a prefix of m prompt tokens instead of added prompts, deep
+prompts before every block, a query conditioned on the sequence, the universal representation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..backbones import View
+from ..config import MethodSettings, TrainConfig
+from ..errors import LifelongrecError
+from ..heads import ItemHead
+from ..tasknet import SequenceEncoder, TaskNet
+from .base import LoadedBase, SharedBackbone, TaskInfo
+
+
+class PCLSettings(MethodSettings):
+    contextual: bool = True  # the contextual prompt C_t; false: position-wise prompts alone (the ablation)
+    task_dim: int = Field(64, ge=1)  # d_tau, also the attention's width
+    prompt_init_std: float = Field(0.02, ge=0.0)
+    # Item tasks: score against the frozen item embeddings with a per-task bias ("tied"), or learn a
+    # per-task item matrix ("softmax").
+    item_head: Literal["tied", "softmax"] = "tied"
+    # Learning rate of the tasks after T1 (prompts, task embedding, attention, head); None: the task's
+    # own train.lr. The paper shows prompt tuning at 1e-2 (Fig. 3).
+    lr: float | None = Field(None, gt=0.0)
+
+
+class TaskPrompt(nn.Module):
+    """One task's prompt parameters and, once the task is learned, its cached final prompt."""
+
+    final: torch.Tensor
+    done: torch.Tensor
+
+    def __init__(self, length: int, d: int, task_dim: int, init_std: float) -> None:
+        super().__init__()
+        self.prompt = nn.Parameter(torch.randn(length, d) * init_std)
+        self.task_embedding = nn.Parameter(torch.rand(task_dim) * 2.0)
+        self.query = nn.Linear(task_dim, task_dim, bias=False)
+        self.key = nn.Linear(task_dim, task_dim, bias=False)
+        self.register_buffer("final", torch.zeros(length, d))  # P~ = P + C, written when the task ends
+        self.register_buffer("done", torch.zeros((), dtype=torch.bool))
+
+    def effective(self, earlier: list[TaskPrompt], contextual: bool) -> torch.Tensor:
+        """P + C (equation 2) while the task trains; the cached P~ once it is learned."""
+        if bool(self.done):
+            return self.final
+        if not contextual or not earlier:
+            return self.prompt
+        q = self.query(self.task_embedding)
+        keys = torch.stack([self.key(e.task_embedding) for e in earlier])  # [J, d_tau]
+        weights = torch.softmax(keys @ q / math.sqrt(q.shape[0]), 0)
+        values = torch.stack([_fit(e.final, self.prompt.shape[0]) for e in earlier])  # [J, L, d]
+        return self.prompt + (weights[:, None, None] * values).sum(0)
+
+
+def _fit(prompt: torch.Tensor, length: int) -> torch.Tensor:
+    """An earlier task's [L_j, d] prompt as [length, d], right-aligned: its latest rows, zeros before."""
+    if prompt.shape[0] >= length:
+        return prompt[prompt.shape[0] - length :]
+    return torch.cat([prompt.new_zeros(length - prompt.shape[0], prompt.shape[1]), prompt])
+
+
+class PCL(SharedBackbone):
+    name = "pcl"
+    Settings = PCLSettings
+    settings: PCLSettings
+
+    def __init__(self, cfg, stream) -> None:
+        super().__init__(cfg, stream)
+        self.prompts = nn.ModuleDict()  # task -> TaskPrompt (tasks after T1)
+
+    def _earlier(self, task: str) -> list[TaskPrompt]:
+        return [self.prompts[t] for t in self.learned if t in self.prompts and t != task]  # type: ignore[misc]
+
+    def _view(self, task: str) -> View:
+        tp = self.prompts[task]
+        assert isinstance(tp, TaskPrompt)
+        return View(prompt=tp.effective(self._earlier(task), self.settings.contextual))
+
+    def _encoder(self, task: str) -> SequenceEncoder:
+        if task not in self.prompts:  # T1: the plain backbone
+            return SequenceEncoder(self.backbone)
+        return SequenceEncoder(self.backbone, lambda: self._view(task))  # rebuilt in every step's graph
+
+    def _head(self, task: TaskInfo) -> nn.Module:
+        head = self.make_head(task, self.backbone)
+        if task.kind == "item_rec" and self.settings.item_head == "tied":
+            assert isinstance(head, ItemHead)
+            tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
+            with torch.no_grad():
+                tied.bias.copy_(head.bias)  # train.head_bias applies to the tied head too
+            head = tied.to(self.device)
+        return head
+
+    def before_task(self, task: TaskInfo) -> TaskNet:
+        if task.index == 0:
+            return self.learn_first_task(task)
+        train = self.cfg.train_for(task.index, task.name)
+        torch.manual_seed(self.cfg.train.seed * 1000 + 800 + task.index)
+        s = self.settings
+        tp = TaskPrompt(self.cfg.input_length(train), self.cfg.model.d, s.task_dim, s.prompt_init_std)
+        self.prompts[task.name] = tp.to(self.device)
+        head = self.heads[task.name] = self._head(task)
+        module = nn.ModuleDict({"prompt": tp, "head": head})
+        return self.net(self._encoder(task.name), head, tp, head, module=module)
+
+    def phase_train(self, task: TaskInfo, phase: int, train: TrainConfig) -> TrainConfig:
+        if task.index == 0 or self.settings.lr is None:
+            return train
+        return train.model_copy(update={"lr": self.settings.lr})
+
+    def after_task(self, task: TaskInfo) -> None:
+        if task.index == 0:
+            super().after_task(task)
+            self.freeze(self.backbone)  # and with it the item embeddings
+            return
+        tp = self.prompts[task.name]
+        assert isinstance(tp, TaskPrompt)
+        with torch.no_grad():
+            tp.final.copy_(tp.effective(self._earlier(task.name), self.settings.contextual))
+            tp.done.fill_(True)
+        self.freeze(tp)
+        super().after_task(task)
+
+    def task_net(self, task: str) -> TaskNet:
+        return self.net(self._encoder(task), self.heads[task], module=self.module())
+
+    def module(self) -> nn.Module:
+        return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads, "prompts": self.prompts})
+
+    def export(self, task: str) -> dict[str, torch.Tensor]:
+        """The head, the cached final prompt (all that serving reads) and the task embedding (what a
+        task learned later attends to)."""
+        out = super().export(task)
+        tp = self.prompts[task] if task in self.prompts else None  # noqa: SIM401 (ModuleDict has no get)
+        if isinstance(tp, TaskPrompt):
+            out["prompt.final"] = tp.final.detach().clone()
+            out["prompt.task_embedding"] = tp.task_embedding.detach().clone()
+        return out
+
+    @classmethod
+    def serving_view(cls, base: LoadedBase, config: dict, tensors: dict, device) -> View | None:
+        final = tensors.get("prompt.final")
+        if final is None:
+            return None  # T1
+        if final.dim() != 2 or tuple(final.shape) != (int(config["max_length"]), base.backbone.d):
+            raise LifelongrecError(
+                f"task {config.get('task')}: its prompt is {list(final.shape)}, expected "
+                f"[{config['max_length']}, {base.backbone.d}] (the task's max_length x the base's d)"
+            )
+        return View(prompt=final.to(device))

@@ -1,0 +1,128 @@
+"""PCL: frozen backbone and item embeddings, a position-wise prompt and a contextual prompt per task,
+old tasks served bit for bit from their cached prompts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from synthetic import synthetic_config
+
+from lifelongrec.backbones import View, build_backbone
+from lifelongrec.config import load_config
+from lifelongrec.data.prepare import open_stream
+from lifelongrec.errors import LifelongrecError
+from lifelongrec.methods import TaskInfo, build_method
+from lifelongrec.methods.pcl import TaskPrompt
+from lifelongrec.predict import Predictor
+from lifelongrec.runner import run_stream
+
+FAST = ["train.epochs=2", "train.patience=5"]
+QUIET = {"log": lambda *_: None}
+
+
+def _method(tmp_path, *sets: str):
+    cfg = load_config(synthetic_config(tmp_path), [*FAST, *sets], method="pcl")
+    stream, _ = open_stream(cfg)
+    m = build_method("pcl", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    return m, cfg
+
+
+def test_a_task_trains_its_prompt_task_embedding_attention_and_head_only(tmp_path):
+    m, cfg = _method(tmp_path)
+    net = m.before_task(TaskInfo("T2", "item_rec", 1))
+    L, d, k = cfg.input_length(cfg.train_for(1, "T2")), cfg.model.d, m.settings.task_dim
+    # P_t [L, d], tau_t [k], W_q and W_k [k, k], and the tied item head's bias (its matrix is the
+    # frozen item embedding)
+    assert sum(p.numel() for p in net.params) == L * d + k + 2 * k * k + (m.stream.n_items + 1)
+    assert not any(p.requires_grad for p in m.backbone.parameters())
+    assert net.head.items is m.backbone.item_embedding.weight
+
+
+def test_the_contextual_prompt_attends_over_earlier_final_prompts(tmp_path):
+    m, _ = _method(tmp_path)
+    m.before_task(TaskInfo("T2", "item_rec", 1))
+    m.after_task(TaskInfo("T2", "item_rec", 1))
+    t2 = m.prompts["T2"]
+    assert bool(t2.done) and torch.equal(t2.final, t2.prompt.detach())  # the first prompted task: C = 0
+    m.before_task(TaskInfo("T3", "classify", 2))
+    t3 = m.prompts["T3"]
+    got = m._view("T3").prompt
+    # one earlier task: its attention weight is 1, so C_3 is T2's cached prompt, right-aligned to T3's length
+    L3, L2 = t3.prompt.shape[0], t2.final.shape[0]
+    want = t3.prompt.detach().clone()
+    n = min(L2, L3)
+    want[L3 - n :] += t2.final[L2 - n :]
+    torch.testing.assert_close(got.detach(), want)
+    got.sum().backward()  # the graph reaches T3's own parameters, never T2's
+    assert t3.prompt.grad is not None and t2.prompt.grad is None
+
+
+def test_without_contextual_prompts_a_task_reads_its_own_prompt(tmp_path):
+    m, _ = _method(tmp_path, "method.contextual=false")
+    for i, (t, kind) in enumerate([("T2", "item_rec"), ("T3", "classify")], start=1):
+        m.before_task(TaskInfo(t, kind, i))
+        if i == 2:
+            assert torch.equal(m._view(t).prompt, m.prompts[t].prompt)
+        m.after_task(TaskInfo(t, kind, i))
+
+
+def test_a_position_wise_prompt_meets_the_window_from_the_right(tmp_path):
+    cfg = load_config(synthetic_config(tmp_path))
+    b = build_backbone(cfg.model, 30).eval()
+    items = torch.tensor([[0, 0, 3, 4, 5]])
+    prompt = torch.zeros(8, cfg.model.d)
+    prompt[-1] = torch.randn(cfg.model.d)  # only the most recent position (not constant: LayerNorm removes a shift)
+    with torch.no_grad():
+        plain, prompted = b.encode(items), b.encode(items, View(prompt=prompt))
+        trimmed = b.encode(items[:, 2:], View(prompt=prompt))
+    torch.testing.assert_close(prompted[:, :-1], plain[:, :-1])  # causal: earlier positions do not see it
+    assert not torch.allclose(prompted[:, -1], plain[:, -1])
+    torch.testing.assert_close(trimmed[:, -1], prompted[:, -1])  # padding columns trimmed: the same vector
+    assert torch.equal(prompted[0, :2], torch.zeros_like(prompted[0, :2]))  # padding stays zero
+    with pytest.raises(ValueError, match="longer than the prompt"):
+        b.encode(items, View(prompt=prompt[:3]))
+
+
+def test_prompt_learning_rate_is_the_methods_own(tmp_path):
+    m, cfg = _method(tmp_path, "method.lr=0.01")
+    train = cfg.train_for(1, "T2")
+    assert m.phase_train(TaskInfo("T2", "item_rec", 1), 0, train).lr == 0.01
+    assert m.phase_train(TaskInfo("T1", "next_item", 0), 0, cfg.train).lr == cfg.train.lr
+
+
+def test_old_tasks_bit_for_bit_and_a_small_adapter(tmp_path):
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    run = tmp_path / "run"
+    s = run_stream(cfg, "pcl", run, **QUIET)
+    t2 = load_file(run / "adapters" / "T2" / "adapter.safetensors")
+    assert set(t2) == {"head.bias", "prompt.final", "prompt.task_embedding"}
+    assert s["adapter_bytes"]["T2"] < s["base_bytes"] / 10  # prompts and a bias, not a backbone copy
+    p = Predictor(run)
+    hist = ["i1", "i2", "i3"]
+    first = p.recommend("T2", hist, k=5)
+    again = Predictor(run).recommend("T2", hist, k=5)
+    assert first == again
+    # A prompt of the wrong length (another max_length) is refused with a clear message.
+    # (The file's hash and size in adapter_config.json are updated, so only the shape can be wrong.)
+    f, c = run / "adapters" / "T2" / "adapter.safetensors", run / "adapters" / "T2" / "adapter_config.json"
+    t2["prompt.final"] = t2["prompt.final"][1:].contiguous()
+    save_file(t2, f)
+    meta = json.loads(c.read_text())
+    meta["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    c.write_text(json.dumps(meta))
+    with pytest.raises(LifelongrecError, match=r"its prompt is \[11, 16\], expected \[12, 16\]"):
+        Predictor(run).recommend("T2", hist, k=5)
+
+
+def test_task_prompt_effective_is_the_cache_once_done():
+    tp = TaskPrompt(4, 3, 2, 0.02)
+    with torch.no_grad():
+        tp.final.copy_(torch.ones(4, 3))
+        tp.done.fill_(True)
+    assert torch.equal(tp.effective([], True), torch.ones(4, 3))
