@@ -126,3 +126,29 @@ def test_task_prompt_effective_is_the_cache_once_done():
         tp.final.copy_(torch.ones(4, 3))
         tp.done.fill_(True)
     assert torch.equal(tp.effective([], True), torch.ones(4, 3))
+
+
+def test_the_universal_representation_joins_the_prompted_tasks(tmp_path):
+    from typer.testing import CliRunner
+
+    from lifelongrec.cli import app
+
+    cfg = load_config(synthetic_config(tmp_path), FAST)
+    run_stream(cfg, "pcl", tmp_path / "pcl", **QUIET)
+    mean_cfg = load_config(synthetic_config(tmp_path), [*FAST, "method.universal=mean"], method="pcl")
+    run_stream(mean_cfg, "pcl", tmp_path / "mean", **QUIET)
+    hist = ["i3", "i4", "i5"]
+    p = Predictor(tmp_path / "pcl")
+    u = p.embed("universal", hist)
+    parts = [p.embed(t, hist)["vector"] for t in ("T2", "T3")]
+    assert u["tasks"] == ["T2", "T3"] and u["combine"] == "concat"
+    assert u["vector"] == pytest.approx(parts[0] + parts[1], abs=1e-6)
+    m = Predictor(tmp_path / "mean").embed("universal", hist)
+    parts = [Predictor(tmp_path / "mean").embed(t, hist)["vector"] for t in ("T2", "T3")]
+    assert m["vector"] == pytest.approx([(a + b) / 2 for a, b in zip(*parts)], abs=1e-6)
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "pcl"), "i3", "i4", "--task", "universal", "--embed"])
+    assert r.exit_code == 0 and len(json.loads(r.output)["vector"]) == 2 * cfg.model.d
+    # a method without one says so
+    run_stream(cfg, "finesmax", tmp_path / "fs", **QUIET)
+    with pytest.raises(LifelongrecError, match="no universal user representation"):
+        Predictor(tmp_path / "fs").embed("universal", hist)

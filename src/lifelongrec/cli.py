@@ -351,7 +351,9 @@ def predict_cmd(
         list[str] | None,
         typer.Argument(help="the history: item ids, oldest first, one argument each (quote an id with spaces)"),
     ] = None,
-    task: Annotated[str, typer.Option(help="task name, e.g. T2")] = ...,  # type: ignore[assignment]
+    task: Annotated[
+        str, typer.Option(help="task name, e.g. T2; with --embed, `universal` for a method that has one (PCL)")
+    ] = ...,  # type: ignore[assignment]
     history: Annotated[
         list[str] | None, typer.Option(help="one item id of the history (repeatable; the same as ITEMS)")
     ] = None,

@@ -32,6 +32,8 @@ from .methods import LoadedBase, method_class
 from .methods.base import strip
 from .tasknet import TaskNet, head_input
 
+UNIVERSAL = "universal"  # embed's name for a method's universal user representation
+
 
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
@@ -137,9 +139,33 @@ class Predictor:
 
     @torch.no_grad()
     def embed(self, task: str, history: list[str]) -> dict:
+        if task == UNIVERSAL and task not in self.tasks:
+            return self._universal(history)
         m = self.model(task)
         ids, unknown = self._ids(task, history)
         return {"task": task, "vector": self._vectors(task, m, ids)[0].tolist(), "unknown_items": unknown}
+
+    def _universal(self, history: list[str]) -> dict:
+        """The method's universal user representation: its tasks' user vectors, each from the latest
+        items that task reads, concatenated or averaged (methods.base.Method.universal)."""
+        if not self.tasks:
+            raise LifelongrecError(f"{self.run}: no task learned yet, so no universal representation")
+        configs = [self.config(t) for t in self.tasks]
+        method = str(configs[0]["method"])
+        spec = method_class(method).universal(configs)
+        if spec is None:
+            raise LifelongrecError(
+                f"method '{method}' has no universal user representation; embed one task (learned: "
+                f"{', '.join(self.tasks)})"
+            )
+        tasks, how = spec
+        vectors: list[torch.Tensor] = []
+        unknown: list[str] = []
+        for t in tasks:
+            ids, unknown = self._ids(t, history)
+            vectors.append(self._vectors(t, self.model(t), ids)[0])
+        v = torch.cat(vectors) if how == "concat" else torch.stack(vectors).mean(0)
+        return {"task": UNIVERSAL, "tasks": tasks, "combine": how, "vector": v.tolist(), "unknown_items": unknown}
 
     @torch.no_grad()
     def recommend(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:

@@ -207,6 +207,13 @@ class Method(ABC):
     ) -> View | None:
         return None
 
+    @classmethod
+    def universal(cls, configs: list[dict]) -> tuple[list[str], str] | None:
+        """A universal user representation, where the method has one: the tasks whose user vectors make
+        it (from the adapters' configs, in learning order) and how they combine ("concat" or "mean").
+        None: this method has none."""
+        return None
+
     @staticmethod
     def load_head(config: dict, tensors: dict[str, torch.Tensor], backbone: Backbone, device) -> nn.Module:
         sd = strip("head", tensors)

@@ -28,8 +28,11 @@ kept to three equations:
 - SASRec: the prompt is added to the item embeddings before SASRec multiplies them by sqrt(d), so it
   is scaled with them (and the position embedding is added after, as for any input).
 
+- The universal user representation (ours, as pcl.md suggests): the user vectors of every prompted task
+  for one history, concatenated (`universal: mean` averages them); `Predictor.embed("universal", ...)`.
+
 Not built yet (switches the issue asks for): a prefix of m prompt tokens instead of added prompts, deep
-prompts before every block, a query conditioned on the sequence, the universal representation.
+prompts before every block, a query conditioned on the sequence.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class PCLSettings(MethodSettings):
     # Learning rate of the tasks after T1 (prompts, task embedding, attention, head); None: the task's
     # own train.lr. The paper shows prompt tuning at 1e-2 (Fig. 3).
     lr: float | None = Field(None, gt=0.0)
+    # The universal user representation (Predictor.embed("universal")): the user vectors of every
+    # prompted task, concatenated or averaged.
+    universal: Literal["concat", "mean"] = "concat"
 
 
 class TaskPrompt(nn.Module):
@@ -173,6 +179,12 @@ class PCL(SharedBackbone):
             out["prompt.final"] = tp.final.detach().clone()
             out["prompt.task_embedding"] = tp.task_embedding.detach().clone()
         return out
+
+    @classmethod
+    def universal(cls, configs: list[dict]) -> tuple[list[str], str] | None:
+        tasks = [c["task"] for c in configs if c["index"] > 0]
+        how = PCLSettings.model_validate(configs[0]["settings"]).universal if configs else "concat"
+        return (tasks, how) if tasks else None
 
     @classmethod
     def serving_view(cls, base: LoadedBase, config: dict, tensors: dict, device) -> View | None:
