@@ -152,3 +152,31 @@ def test_the_universal_representation_joins_the_prompted_tasks(tmp_path):
     run_stream(cfg, "finesmax", tmp_path / "fs", **QUIET)
     with pytest.raises(LifelongrecError, match="no universal user representation"):
         Predictor(tmp_path / "fs").embed("universal", hist)
+
+
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+def test_a_prefix_is_a_history_that_starts_earlier(tmp_path, backbone):
+    """View.prefix puts its tokens right before each row's first item: with the item embeddings of 7
+    and 8 as the prefix, [3, 4, 5] reads exactly as the history [7, 8, 3, 4, 5], whatever the padding."""
+    cfg = load_config(synthetic_config(tmp_path, backbone))
+    b = build_backbone(cfg.model, 30).eval()
+    prefix = b.item_embedding.weight[[7, 8]].detach()
+    with torch.no_grad():
+        want = b.encode(torch.tensor([[7, 8, 3, 4, 5]]))[:, 2:]
+        got = b.encode(torch.tensor([[0, 0, 3, 4, 5]]), View(prefix=prefix))
+        padded = b.encode(torch.tensor([[0, 0, 0, 3, 4, 5]]), View(prefix=prefix))
+    torch.testing.assert_close(got[:, 2:], want)
+    torch.testing.assert_close(padded[:, 3:], want)
+    assert torch.equal(padded[:, :3], torch.zeros_like(padded[:, :3]))  # padding stays zero
+
+
+def test_prefix_prompts_learn_a_stream_without_forgetting(tmp_path):
+    sets = [*FAST, "method.prompt=prefix", "method.prefix_length=3"]
+    cfg = load_config(synthetic_config(tmp_path), sets, method="pcl")
+    s = run_stream(cfg, "pcl", tmp_path / "run", **QUIET)
+    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
+    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    assert all(R[i][j] == R[j][j] for i in range(3) for j in range(i))
+    t2 = load_file(tmp_path / "run" / "adapters" / "T2" / "adapter.safetensors")
+    assert tuple(t2["prompt.final"].shape) == (3, cfg.model.d) and s["complete"]
+    assert len(Predictor(tmp_path / "run").recommend("T2", ["i1", "i2"], k=3)["items"]) == 3

@@ -38,6 +38,9 @@ class View:
     # Added to the input item embeddings (before masking, so padding stays zero): [L, d] is one vector
     # per position, right-aligned to the window (PCL's position-wise prompt); other shapes broadcast.
     prompt: torch.Tensor | None = None
+    # [m, d] prompt tokens put right before each row's first real item (PCL's prefix variant); the
+    # states returned are the items' own, with the usual zeros at padding.
+    prefix: torch.Tensor | None = None
 
     def weight(self, module: nn.Module) -> torch.Tensor:
         """The weight `module` computes with under this view (its own unless replaced)."""
@@ -82,7 +85,26 @@ class Backbone(nn.Module):
         x = F.embedding(items, view.weight(self.item_embedding), padding_idx=0)
         if view.prompt is not None:
             x = x + self._aligned(view.prompt, x.shape[1])
-        return self._encode(x * mask, mask, view)
+        if view.prefix is None:
+            return self._encode(x * mask, mask, view)
+        ext, ext_mask = self._with_prefix(x * mask, mask, view.prefix)
+        m = view.prefix.shape[0]
+        return self._encode(ext, ext_mask, view)[:, m:] * mask
+
+    @staticmethod
+    def _with_prefix(x: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, m + L, d] inputs and mask: each row's padding, then the m prefix tokens, then its items
+        (which keep their columns, shifted by m)."""
+        B, L, d = x.shape
+        m = prefix.shape[0]
+        ext = torch.cat([x.new_zeros(B, m, d), x], 1)
+        ext_mask = torch.cat([mask.new_zeros(B, m, 1), mask], 1)
+        pads = (mask[..., 0] == 0).sum(1)  # left padding: the first real item sits at column pads
+        cols = pads[:, None] + torch.arange(m, device=x.device)[None, :]  # [B, m]
+        rows = torch.arange(B, device=x.device)[:, None].expand(B, m)
+        ext = ext.index_put((rows, cols), prefix.expand(B, m, d).to(ext.dtype), accumulate=True)
+        ext_mask = ext_mask.index_put((rows, cols), ext_mask.new_ones(B, m, 1))
+        return ext, ext_mask
 
     @staticmethod
     def _aligned(prompt: torch.Tensor, width: int) -> torch.Tensor:

@@ -31,8 +31,12 @@ kept to three equations:
 - The universal user representation (ours, as pcl.md suggests): the user vectors of every prompted task
   for one history, concatenated (`universal: mean` averages them); `Predictor.embed("universal", ...)`.
 
-Not built yet (switches the issue asks for): a prefix of m prompt tokens instead of added prompts, deep
-prompts before every block, a query conditioned on the sequence.
+- `prompt: prefix` (the alternative pcl.md names): m prompt tokens put right before the history's first
+  item instead of vectors added to its positions (Backbone.encode, View.prefix); with SASRec they take
+  the first m positions, so m + the window must fit in model.max_length.
+
+Not built yet (switches the issue asks for): deep prompts before every block, a query conditioned on
+the sequence.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ from .base import LoadedBase, SharedBackbone, TaskInfo
 
 
 class PCLSettings(MethodSettings):
+    # "added": one prompt vector per input position, added to the item embeddings (P_t [L, d]);
+    # "prefix": prefix_length prompt tokens put before the history (P_t [m, d]).
+    prompt: Literal["added", "prefix"] = "added"
+    prefix_length: int = Field(8, ge=1)
     contextual: bool = True  # the contextual prompt C_t; false: position-wise prompts alone (the ablation)
     task_dim: int = Field(64, ge=1)  # d_tau, also the attention's width
     prompt_init_std: float = Field(0.02, ge=0.0)
@@ -95,6 +103,11 @@ class TaskPrompt(nn.Module):
         return self.prompt + (weights[:, None, None] * values).sum(0)
 
 
+def _prompted(settings: PCLSettings, prompt: torch.Tensor) -> View:
+    """The backbone view of a task's prompt: added to the positions, or put before the history."""
+    return View(prompt=prompt) if settings.prompt == "added" else View(prefix=prompt)
+
+
 def _fit(prompt: torch.Tensor, length: int) -> torch.Tensor:
     """An earlier task's [L_j, d] prompt as [length, d], right-aligned: its latest rows, zeros before."""
     if prompt.shape[0] >= length:
@@ -117,7 +130,7 @@ class PCL(SharedBackbone):
     def _view(self, task: str) -> View:
         tp = self.prompts[task]
         assert isinstance(tp, TaskPrompt)
-        return View(prompt=tp.effective(self._earlier(task), self.settings.contextual))
+        return _prompted(self.settings, tp.effective(self._earlier(task), self.settings.contextual))
 
     def _encoder(self, task: str) -> SequenceEncoder:
         if task not in self.prompts:  # T1: the plain backbone
@@ -140,7 +153,8 @@ class PCL(SharedBackbone):
         train = self.cfg.train_for(task.index, task.name)
         torch.manual_seed(self.cfg.train.seed * 1000 + 800 + task.index)
         s = self.settings
-        tp = TaskPrompt(self.cfg.input_length(train), self.cfg.model.d, s.task_dim, s.prompt_init_std)
+        length = self.cfg.input_length(train) if s.prompt == "added" else s.prefix_length
+        tp = TaskPrompt(length, self.cfg.model.d, s.task_dim, s.prompt_init_std)
         self.prompts[task.name] = tp.to(self.device)
         head = self.heads[task.name] = self._head(task)
         module = nn.ModuleDict({"prompt": tp, "head": head})
@@ -191,9 +205,15 @@ class PCL(SharedBackbone):
         final = tensors.get("prompt.final")
         if final is None:
             return None  # T1
-        if final.dim() != 2 or tuple(final.shape) != (int(config["max_length"]), base.backbone.d):
+        s = PCLSettings.model_validate(config["settings"])
+        length, what = (
+            (int(config["max_length"]), "the task's max_length")
+            if s.prompt == "added"
+            else (s.prefix_length, "its prefix_length")
+        )
+        if final.dim() != 2 or tuple(final.shape) != (length, base.backbone.d):
             raise LifelongrecError(
                 f"task {config.get('task')}: its prompt is {list(final.shape)}, expected "
-                f"[{config['max_length']}, {base.backbone.d}] (the task's max_length x the base's d)"
+                f"[{length}, {base.backbone.d}] ({what} x the base's d)"
             )
-        return View(prompt=final.to(device))
+        return _prompted(s, final.to(device))
