@@ -24,7 +24,9 @@ kept to three equations:
   P~_t, the frozen backbone and its head: old tasks keep their outputs bit for bit.
 - Heads: an item task scores against the frozen item embeddings with its own bias (`item_head: tied`),
   so an item the task never saw as a target can still rank (the cold-start claim); `softmax` gives it
-  its own item matrix. Profile tasks: a linear head.
+  its own item matrix. The tied head's bias starts at the log frequency of the task's training targets
+  (ours: with no matrix of its own, a zero bias leaves popularity to the prompt). Profile tasks: a
+  linear head.
 - SASRec: the prompt is added to the item embeddings before SASRec multiplies them by sqrt(d), so it
   is scaled with them (and the position embedding is added after, as for any input).
 
@@ -42,7 +44,7 @@ the sequence.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from pydantic import Field
@@ -52,6 +54,7 @@ from ..backbones import View
 from ..config import MethodSettings, TrainConfig
 from ..errors import LifelongrecError
 from ..heads import ItemHead
+from ..objectives import new_head
 from ..tasknet import SequenceEncoder, TaskNet
 from .base import LoadedBase, SharedBackbone, TaskInfo
 
@@ -67,6 +70,9 @@ class PCLSettings(MethodSettings):
     # Item tasks: score against the frozen item embeddings with a per-task bias ("tied"), or learn a
     # per-task item matrix ("softmax").
     item_head: Literal["tied", "softmax"] = "tied"
+    # A tied head has no item matrix of its own to learn popularity into: its bias starts at the log
+    # frequency of the task's training targets ("log_prior", ours), or at zero (train.head_bias decides).
+    tied_bias: Literal["log_prior", "train"] = "log_prior"
     # Learning rate of the tasks after T1 (prompts, task embedding, attention, head); None: the task's
     # own train.lr. The paper shows prompt tuning at 1e-2 (Fig. 3).
     lr: float | None = Field(None, gt=0.0)
@@ -142,8 +148,10 @@ class PCL(SharedBackbone):
         if task.kind == "item_rec" and self.settings.item_head == "tied":
             assert isinstance(head, ItemHead)
             tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
+            if self.settings.tied_bias == "log_prior":
+                head = new_head(self.stream, task.name, self.backbone.d, "log_prior")
             with torch.no_grad():
-                tied.bias.copy_(head.bias)  # train.head_bias applies to the tied head too
+                tied.bias.copy_(cast(ItemHead, head).bias)
             head = tied.to(self.device)
         return head
 
