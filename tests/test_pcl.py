@@ -90,10 +90,13 @@ def test_a_position_wise_prompt_meets_the_window_from_the_right(tmp_path):
 
 
 def test_prompt_learning_rate_is_the_methods_own(tmp_path):
-    m, cfg = _method(tmp_path, "method.lr=0.01")
+    """Prompts train at method.lr (1e-2 by default, the paper's Fig. 3); T1 at its own; null: the task's."""
+    m, cfg = _method(tmp_path, "train.lr=0.003")
     train = cfg.train_for(1, "T2")
-    assert m.phase_train(TaskInfo("T2", "item_rec", 1), 0, train).lr == 0.01
+    assert train.lr == 0.003 and m.phase_train(TaskInfo("T2", "item_rec", 1), 0, train).lr == 0.01
     assert m.phase_train(TaskInfo("T1", "next_item", 0), 0, cfg.train).lr == cfg.train.lr
+    m, cfg = _method(tmp_path, "train.lr=0.003", "method.lr=null")
+    assert m.phase_train(TaskInfo("T2", "item_rec", 1), 0, train).lr == train.lr
 
 
 def test_old_tasks_bit_for_bit_and_a_small_adapter(tmp_path):

@@ -74,8 +74,8 @@ class PCLSettings(MethodSettings):
     # frequency of the task's training targets ("log_prior", ours), or at zero (train.head_bias decides).
     tied_bias: Literal["log_prior", "train"] = "log_prior"
     # Learning rate of the tasks after T1 (prompts, task embedding, attention, head); None: the task's
-    # own train.lr. The paper shows prompt tuning at 1e-2 (Fig. 3).
-    lr: float | None = Field(None, gt=0.0)
+    # own train.lr. Default 1e-2, the rate of the paper's Fig. 3 (measured on ML-1M T2: bench/RESULTS.md).
+    lr: float | None = Field(0.01, gt=0.0)
     # The universal user representation (Predictor.embed("universal")): the user vectors of every
     # prompted task, concatenated or averaged.
     universal: Literal["concat", "mean"] = "concat"
