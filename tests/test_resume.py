@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from synthetic import synthetic_config
 
 from lifelongrec.config import load_config
@@ -22,20 +23,25 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lifelongrec.cli", "stream", "run", *args]
 
 
-def test_kill_9_mid_task_then_resume_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize(
+    "method, task",
+    # PCL is killed in T3, whose contextual prompt attends over T2's cached prompt
+    [("peterrec", "T2"), ("pcl", "T3")],
+)
+def test_kill_9_mid_task_then_resume_matches_uninterrupted(tmp_path, method, task):
     cfg_path = synthetic_config(tmp_path, "nextitnet")
     ref = tmp_path / "ref"
-    run_stream(load_config(cfg_path, SETTINGS), "peterrec", ref, log=lambda *_: None)
+    run_stream(load_config(cfg_path, SETTINGS), method, ref, log=lambda *_: None)
 
     run = tmp_path / "killed"
     sets = [x for s in SETTINGS for x in ("--set", s)]
     proc = subprocess.Popen(
-        _cli("--config", str(cfg_path), "--method", "peterrec", "--out", str(run), *sets),
+        _cli("--config", str(cfg_path), "--method", method, "--out", str(run), *sets),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
-    target = run / "tasks" / "T2" / "train" / "checkpoint" / "state.json"
+    target = run / "tasks" / task / "train" / "checkpoint" / "state.json"
     deadline = time.time() + 600  # generous: a loaded machine can take minutes to import torch and reach T2
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
