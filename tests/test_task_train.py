@@ -243,3 +243,33 @@ def test_item_batches_by_targets_cover_every_training_pair_once(tmp_path):
             assert all(len(b["target"]) <= 16 or len(b["row"]) == 1 for b in batches)
             assert obj.n_batches(16) == len(batches)  # the same packing (n_batches draws with seed 0)
     assert counts["targets"] > 4 * counts["users"]
+
+
+def test_cold_items_leave_training_only(tmp_path):
+    """tasks[i].cold_items: half of T2's target items never appear as training targets; validation and
+    test are the plain stream's, example for example; the plain config's data key is unchanged."""
+    import numpy as np
+    import pytest
+    from synthetic import synthetic_config
+
+    from lifelongrec.config import load_config
+    from lifelongrec.data.prepare import open_stream
+    from lifelongrec.data.stream import TRAIN, stream_key
+    from lifelongrec.errors import ConfigError
+
+    path = synthetic_config(tmp_path)
+    plain_cfg = load_config(path)
+    cold_cfg = load_config(path, ["tasks[1].cold_items=0.5"])
+    assert "cold_items" not in plain_cfg.tasks[1].model_dump() and stream_key(plain_cfg) != stream_key(cold_cfg)
+    plain, _ = open_stream(plain_cfg)
+    cold, _ = open_stream(cold_cfg)
+    a, b = plain.task("T2"), cold.task("T2")
+    items = np.unique(a.target)
+    trained = np.unique(b.target[b.split == TRAIN])
+    assert len(trained) <= len(items) - round(0.5 * len(items))
+    for s in (1, 2):
+        for f in ("user", "end", "target"):
+            assert (getattr(a, f)[a.split == s] == getattr(b, f)[b.split == s]).all()
+    assert np.isin(b.target[b.split == 2], trained, invert=True).any()  # some test targets are cold
+    with pytest.raises(ConfigError, match="cold_items is for item_rec"):
+        load_config(path, ["tasks[2].cold_items=0.5"])

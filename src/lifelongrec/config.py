@@ -183,6 +183,10 @@ class TaskConfig(Strict):
     filter: Filter | None = None  # item_rec: which events are the targets
     label: LabelConfig | None = None  # classify / binary: which profile field is the class
     split: SplitConfig | None = None  # overrides the stream-wide split
+    # item_rec: draw this fraction of the task's target items at random (seeded by the split) and drop
+    # every training example whose target is one of them; validation and test keep theirs. The task
+    # must then rank items it never saw as targets (cold start, PCL's Fig. 3 uses 0.5).
+    cold_items: float | None = Field(default=None, gt=0.0, lt=1.0)
     # Overrides of the training knobs for this task alone, on top of `train` (and `finetune` after the
     # first task): e.g. profile tasks reading a longer history with a pooled user vector.
     train: dict[str, Any] | None = None
@@ -196,7 +200,7 @@ class TaskConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _omit_defaults(handler(self), {"train": None})
+        return _omit_defaults(handler(self), {"train": None, "cold_items": None})
 
     @field_validator("label", mode="before")
     @classmethod
@@ -207,6 +211,8 @@ class TaskConfig(Strict):
     def _kind_fields(self) -> TaskConfig:
         if self.kind == "item_rec" and self.filter is None:
             raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
+        if self.cold_items is not None and self.kind != "item_rec":
+            raise ValueError(f"task {self.name}: cold_items is for item_rec tasks, not {self.kind}")
         if self.kind in ("classify", "binary") and self.label is None:
             raise ValueError(f"task {self.name}: {self.kind} needs a label field")
         if self.label is not None and self.kind == "binary":

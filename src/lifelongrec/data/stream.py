@@ -224,6 +224,17 @@ def _next_item_task(
     raise ConfigError(f"task {t.name}: next_item splits by_user or leave_last, not '{split.mode}'")
 
 
+def _cold_items(td: TaskData, fraction: float, split: SplitConfig) -> tuple[TaskData, dict]:
+    """Drop the training examples of a random `fraction` of the task's target items (validation and
+    test keep theirs, split as before); the draw is seeded by the split seed and the task name."""
+    items = np.unique(td.target)
+    rng = np.random.default_rng([split.seed, int(sha256_bytes(("cold:" + td.name).encode())[:8], 16)])
+    cold = rng.choice(items, size=int(round(len(items) * fraction)), replace=False)
+    keep = ~((td.split == 0) & np.isin(td.target, cold))
+    out = TaskData(td.name, td.kind, td.user[keep], td.end[keep], td.target[keep], td.split[keep])
+    return out, {"items": len(cold), "of": len(items), "training_examples_dropped": int((~keep).sum())}
+
+
 def _frequent_items(
     store: InteractionStore, keep_event: np.ndarray, event_user: np.ndarray, cfg: SequenceConfig
 ) -> np.ndarray:
@@ -293,7 +304,10 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
             end = lengths[u].astype(np.int32)
             in_input = int((_mask(store, t.filter) & seq_mask).sum())
             notes[t.name] = {"targets_also_in_input": in_input}
-            tasks[t.name] = TaskData(t.name, t.kind, u, end, target, _assign(len(u), split, t.name))
+            td = TaskData(t.name, t.kind, u, end, target, _assign(len(u), split, t.name))
+            if t.cold_items is not None:
+                td, notes[t.name]["cold_items"] = _cold_items(td, t.cold_items, split)
+            tasks[t.name] = td
         else:
             assert t.label is not None
             if t.label.field not in store.labels:
