@@ -124,7 +124,7 @@ def test_old_tasks_bit_for_bit_and_a_small_adapter(tmp_path):
 
 
 def test_task_prompt_effective_is_the_cache_once_done():
-    tp = TaskPrompt(4, 3, 2, 0.02)
+    tp = TaskPrompt((4, 3), 2, 0.02)
     with torch.no_grad():
         tp.final.copy_(torch.ones(4, 3))
         tp.done.fill_(True)
@@ -183,3 +183,39 @@ def test_prefix_prompts_learn_a_stream_without_forgetting(tmp_path):
     t2 = load_file(tmp_path / "run" / "adapters" / "T2" / "adapter.safetensors")
     assert tuple(t2["prompt.final"].shape) == (3, cfg.model.d) and s["complete"]
     assert len(Predictor(tmp_path / "run").recommend("T2", ["i1", "i2"], k=3)["items"]) == 3
+
+
+@pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
+def test_deep_prompts_meet_every_block(tmp_path, backbone):
+    """depth=deep: row 0 of the prompt meets the input, row i + 1 the stream after block i; with the later
+    rows zero it is the input prompt alone, and a later row changes the output."""
+    from lifelongrec.methods.pcl import PCLSettings, _prompted
+
+    cfg = load_config(synthetic_config(tmp_path, backbone), ["model.layers=2"])  # two blocks either way
+    b = build_backbone(cfg.model, 30).eval()
+    assert b.n_blocks == 2
+    items = torch.tensor([[0, 3, 4, 5]])
+    deep = torch.zeros(b.n_blocks, 6, cfg.model.d)
+    deep[0] = torch.randn(6, cfg.model.d)
+    s = PCLSettings(name="pcl", depth="deep")
+    with torch.no_grad():
+        torch.testing.assert_close(b.encode(items, _prompted(s, deep)), b.encode(items, View(prompt=deep[0])))
+        deep[-1, -1] = torch.randn(cfg.model.d)
+        last = b.encode(items, _prompted(s, deep))[:, -1]
+        assert not torch.allclose(last, b.encode(items, View(prompt=deep[0]))[:, -1])
+
+
+def test_deep_prompts_learn_a_stream_without_forgetting(tmp_path):
+    sets = [*FAST, "method.depth=deep"]
+    cfg = load_config(synthetic_config(tmp_path), sets, method="pcl")
+    m, _ = _method(tmp_path / "m", "method.depth=deep")
+    net = m.before_task(TaskInfo("T2", "item_rec", 1))
+    L, d, k = cfg.input_length(cfg.train_for(1, "T2")), cfg.model.d, m.settings.task_dim
+    assert sum(p.numel() for p in net.params) == m.backbone.n_blocks * L * d + k + 2 * k * k + m.stream.n_items + 1
+    run_stream(cfg, "pcl", tmp_path / "run", **QUIET)
+    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
+    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    assert all(R[i][j] == R[j][j] for i in range(3) for j in range(i))
+    assert len(Predictor(tmp_path / "run").recommend("T2", ["i1", "i2"], k=3)["items"]) == 3
+    with pytest.raises(Exception, match="depth=deep needs method.prompt=added"):
+        load_config(synthetic_config(tmp_path), ["method.depth=deep", "method.prompt=prefix"], method="pcl")

@@ -37,8 +37,11 @@ kept to three equations:
   item instead of vectors added to its positions (Backbone.encode, View.prefix); with SASRec they take
   the first m positions, so m + the window must fit in model.max_length.
 
-Not built yet (switches the issue asks for): deep prompts before every block, a query conditioned on
-the sequence.
+- `depth: deep`: besides the input prompt, one position-wise prompt before every further block (added
+  to the residual stream after each block but the last, through the blocks' patch sites); the
+  contextual prompt then mixes whole stacks of earlier prompts.
+
+Not built yet (a switch the issue asks for): a query conditioned on the sequence.
 """
 
 from __future__ import annotations
@@ -47,10 +50,10 @@ import math
 from typing import Literal, cast
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..backbones import View
+from ..backbones import Backbone, View
 from ..config import MethodSettings, TrainConfig
 from ..errors import LifelongrecError
 from ..heads import ItemHead
@@ -64,6 +67,9 @@ class PCLSettings(MethodSettings):
     # "prefix": prefix_length prompt tokens put before the history (P_t [m, d]).
     prompt: Literal["added", "prefix"] = "added"
     prefix_length: int = Field(8, ge=1)
+    # "input": the prompt meets the input embeddings only; "deep": one more prompt before every further
+    # block (added to the residual stream after each block but the last; added prompts only).
+    depth: Literal["input", "deep"] = "input"
     contextual: bool = True  # the contextual prompt C_t; false: position-wise prompts alone (the ablation)
     task_dim: int = Field(64, ge=1)  # d_tau, also the attention's width
     prompt_init_std: float = Field(0.02, ge=0.0)
@@ -80,6 +86,12 @@ class PCLSettings(MethodSettings):
     # prompted task, concatenated or averaged.
     universal: Literal["concat", "mean"] = "concat"
 
+    @model_validator(mode="after")
+    def _deep_prompts_are_added(self) -> PCLSettings:
+        if self.depth == "deep" and self.prompt == "prefix":
+            raise ValueError("method.depth=deep needs method.prompt=added (prefix tokens enter at the input only)")
+        return self
+
 
 class TaskPrompt(nn.Module):
     """One task's prompt parameters and, once the task is learned, its cached final prompt."""
@@ -87,13 +99,13 @@ class TaskPrompt(nn.Module):
     final: torch.Tensor
     done: torch.Tensor
 
-    def __init__(self, length: int, d: int, task_dim: int, init_std: float) -> None:
+    def __init__(self, shape: tuple[int, ...], task_dim: int, init_std: float) -> None:
         super().__init__()
-        self.prompt = nn.Parameter(torch.randn(length, d) * init_std)
+        self.prompt = nn.Parameter(torch.randn(*shape) * init_std)
         self.task_embedding = nn.Parameter(torch.rand(task_dim) * 2.0)
         self.query = nn.Linear(task_dim, task_dim, bias=False)
         self.key = nn.Linear(task_dim, task_dim, bias=False)
-        self.register_buffer("final", torch.zeros(length, d))  # P~ = P + C, written when the task ends
+        self.register_buffer("final", torch.zeros(*shape))  # P~ = P + C, written when the task ends
         self.register_buffer("done", torch.zeros((), dtype=torch.bool))
 
     def effective(self, earlier: list[TaskPrompt], contextual: bool) -> torch.Tensor:
@@ -105,20 +117,41 @@ class TaskPrompt(nn.Module):
         q = self.query(self.task_embedding)
         keys = torch.stack([self.key(e.task_embedding) for e in earlier])  # [J, d_tau]
         weights = torch.softmax(keys @ q / math.sqrt(q.shape[0]), 0)
-        values = torch.stack([_fit(e.final, self.prompt.shape[0]) for e in earlier])  # [J, L, d]
-        return self.prompt + (weights[:, None, None] * values).sum(0)
+        values = torch.stack([_fit(e.final, self.prompt.shape) for e in earlier])  # [J, (depth,) L, d]
+        return self.prompt + (weights.view(-1, *[1] * self.prompt.dim()) * values).sum(0)
 
 
 def _prompted(settings: PCLSettings, prompt: torch.Tensor) -> View:
-    """The backbone view of a task's prompt: added to the positions, or put before the history."""
-    return View(prompt=prompt) if settings.prompt == "added" else View(prefix=prompt)
+    """The backbone view of a task's prompt: added to the positions, put before the history, or (deep)
+    its first row at the input and row i + 1 after block i."""
+    if settings.prompt == "prefix":
+        return View(prefix=prompt)
+    if settings.depth == "input":
+        return View(prompt=prompt)
+    patches = {str(i): _adder(p) for i, p in enumerate(prompt[1:])}
+    return View(prompt=prompt[0], patches=patches)
 
 
-def _fit(prompt: torch.Tensor, length: int) -> torch.Tensor:
-    """An earlier task's [L_j, d] prompt as [length, d], right-aligned: its latest rows, zeros before."""
-    if prompt.shape[0] >= length:
-        return prompt[prompt.shape[0] - length :]
-    return torch.cat([prompt.new_zeros(length - prompt.shape[0], prompt.shape[1]), prompt])
+def _adder(p: torch.Tensor):
+    """A block patch that adds the position-wise prompt `p` to the block's branch output."""
+    return lambda x, y: y + Backbone._aligned(p, y.shape[1])
+
+
+def _fit(prompt: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """An earlier task's prompt, [..., L_j, d], in the shape [..., L, d] of this task's prompt, right-aligned
+    on positions: its latest rows, zeros before."""
+    length, have = shape[-2], prompt.shape[-2]
+    if have >= length:
+        return prompt[..., have - length :, :]
+    pad = prompt.new_zeros(*prompt.shape[:-2], length - have, prompt.shape[-1])
+    return torch.cat([pad, prompt], -2)
+
+
+def _shape(s: PCLSettings, input_length: int, backbone: Backbone) -> tuple[int, ...]:
+    """A task's prompt shape: [L, d] (added), [m, d] (prefix) or [blocks, L, d] (deep)."""
+    if s.prompt == "prefix":
+        return (s.prefix_length, backbone.d)
+    return (input_length, backbone.d) if s.depth == "input" else (backbone.n_blocks, input_length, backbone.d)
 
 
 class PCL(SharedBackbone):
@@ -161,8 +194,7 @@ class PCL(SharedBackbone):
         train = self.cfg.train_for(task.index, task.name)
         torch.manual_seed(self.cfg.train.seed * 1000 + 800 + task.index)
         s = self.settings
-        length = self.cfg.input_length(train) if s.prompt == "added" else s.prefix_length
-        tp = TaskPrompt(length, self.cfg.model.d, s.task_dim, s.prompt_init_std)
+        tp = TaskPrompt(_shape(s, self.cfg.input_length(train), self.backbone), s.task_dim, s.prompt_init_std)
         self.prompts[task.name] = tp.to(self.device)
         head = self.heads[task.name] = self._head(task)
         module = nn.ModuleDict({"prompt": tp, "head": head})
@@ -214,14 +246,11 @@ class PCL(SharedBackbone):
         if final is None:
             return None  # T1
         s = PCLSettings.model_validate(config["settings"])
-        length, what = (
-            (int(config["max_length"]), "the task's max_length")
-            if s.prompt == "added"
-            else (s.prefix_length, "its prefix_length")
-        )
-        if final.dim() != 2 or tuple(final.shape) != (length, base.backbone.d):
+        want = _shape(s, int(config["max_length"]), base.backbone)
+        if tuple(final.shape) != want:
+            what = "the task's max_length" if s.prompt == "added" else "its prefix_length"
             raise LifelongrecError(
-                f"task {config.get('task')}: its prompt is {list(final.shape)}, expected "
-                f"[{length}, {base.backbone.d}] ({what} x the base's d)"
+                f"task {config.get('task')}: its prompt is {list(final.shape)}, expected {list(want)} "
+                f"({what} x the base's d{', one per block' if s.depth == 'deep' else ''})"
             )
         return _prompted(s, final.to(device))
