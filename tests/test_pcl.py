@@ -124,11 +124,11 @@ def test_old_tasks_bit_for_bit_and_a_small_adapter(tmp_path):
 
 
 def test_task_prompt_effective_is_the_cache_once_done():
-    tp = TaskPrompt((4, 3), 2, 0.02)
+    tp = TaskPrompt((4, 3), 2, 0.02, 0, 0)
     with torch.no_grad():
         tp.final.copy_(torch.ones(4, 3))
         tp.done.fill_(True)
-    assert torch.equal(tp.effective([], True), torch.ones(4, 3))
+    assert torch.equal(tp.effective(True), torch.ones(4, 3))
 
 
 def test_the_universal_representation_joins_the_prompted_tasks(tmp_path):
@@ -219,3 +219,38 @@ def test_deep_prompts_learn_a_stream_without_forgetting(tmp_path):
     assert len(Predictor(tmp_path / "run").recommend("T2", ["i1", "i2"], k=3)["items"]) == 3
     with pytest.raises(Exception, match="depth=deep needs method.prompt=added"):
         load_config(synthetic_config(tmp_path), ["method.depth=deep", "method.prompt=prefix"], method="pcl")
+
+
+def test_a_sequence_query_gives_each_user_a_prompt_and_serves_exactly(tmp_path):
+    """query=sequence: the contextual prompt depends on the user's items (per-user attention), old tasks
+    stay exact, and the predictor rebuilt from the adapters ranks T2's test targets as the run did."""
+    from lifelongrec.data.stream import TEST
+
+    path = synthetic_config(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "  - {name: T3, kind: classify, label: gender}",
+            "  - {name: T3, kind: classify, label: gender}\n  - {name: T4, kind: binary, label: gender}",
+        )
+    )  # two tasks before T2, so attention has something to weigh
+    cfg = load_config(path, [*FAST, "method.query=sequence"], method="pcl")
+    run_stream(cfg, "pcl", tmp_path / "run", order=["T1", "T3", "T4", "T2"], **QUIET)
+    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
+    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    assert all(R[i][j] == R[j][j] for i in range(4) for j in range(i))
+    p = Predictor(tmp_path / "run")
+    enc = p.model("T2").encoder
+    a, b = torch.tensor([[1, 2, 3]]), torch.tensor([[7, 9, 11]])
+    ctx = [enc.backbone.item_embedding(x).mean(1) for x in (a, b)]
+    assert not torch.equal(enc.tp.context(ctx[0]), enc.tp.context(ctx[1]))  # per-user attention over T3, T4
+    stream, _ = open_stream(cfg)
+    td = stream.task("T2")
+    ranks = []
+    for u, end, t in zip(td.user[td.split == TEST], td.end[td.split == TEST], td.target[td.split == TEST]):
+        hist = [stream.items[i] for i in stream.seq_items[stream.offsets[u] : stream.offsets[u] + end]]
+        scores = {x["item"]: x["score"] for x in p.recommend("T2", hist, k=stream.n_items)["items"]}
+        ranks.append(sum(1 for k, v in scores.items() if v >= scores[stream.items[t]] and k != stream.items[t]) + 1)
+    mrr5 = sum(1 / r for r in ranks if r <= 5) / len(ranks)
+    assert mrr5 == pytest.approx(R[3][3], abs=1e-6)
+    with pytest.raises(Exception, match="query=sequence needs"):
+        load_config(synthetic_config(tmp_path), ["method.query=sequence", "method.contextual=false"], method="pcl")

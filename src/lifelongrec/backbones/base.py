@@ -35,8 +35,8 @@ class View:
     # the block input); "<block>_<k>" the k-th sub-layer of the block (NextItNet: its k-th convolution;
     # SASRec: 0 = attention, 1 = feed-forward), input: that sub-layer's input.
     patches: Mapping[str, Patch] | None = None
-    # Added to the input item embeddings (before masking, so padding stays zero): [L, d] is one vector
-    # per position, right-aligned to the window (PCL's position-wise prompt); other shapes broadcast.
+    # Added to the input item embeddings (before masking, so padding stays zero): [L, d] (or [B, L, d],
+    # one per user) is one vector per position, right-aligned to the window (PCL's position-wise prompt).
     prompt: torch.Tensor | None = None
     # [m, d] prompt tokens put right before each row's first real item (PCL's prefix variant); the
     # states returned are the items' own, with the usual zeros at padding.
@@ -108,13 +108,14 @@ class Backbone(nn.Module):
 
     @staticmethod
     def _aligned(prompt: torch.Tensor, width: int) -> torch.Tensor:
-        """A [L, d] prompt, one vector per position, meets a left-padded (and trimmed) window from the
-        right: its last row goes with the most recent item. Other shapes broadcast as they are."""
-        if prompt.dim() != 2:
+        """A [L, d] prompt (or [B, L, d], one per user), one vector per position, meets a left-padded (and
+        trimmed) window from the right: its last row goes with the most recent item."""
+        if prompt.dim() not in (2, 3):
             return prompt
-        if prompt.shape[0] < width:
-            raise ValueError(f"a window of {width} positions is longer than the prompt's {prompt.shape[0]}")
-        return prompt[prompt.shape[0] - width :]
+        have = prompt.shape[-2]
+        if have < width:
+            raise ValueError(f"a window of {width} positions is longer than the prompt's {have}")
+        return prompt[..., have - width :, :]
 
     def forward(self, items: torch.Tensor, view: View | None = None) -> torch.Tensor:
         return self.encode(items, view)

@@ -41,7 +41,9 @@ kept to three equations:
   to the residual stream after each block but the last, through the blocks' patch sites); the
   contextual prompt then mixes whole stacks of earlier prompts.
 
-Not built yet (a switch the issue asks for): a query conditioned on the sequence.
+- `query: sequence` (pcl.md option i): the attention's query also reads the mean of the user's input
+  item embeddings, so C is per user; such a task is served by recomputing C (its adapter holds its
+  prompt, attention maps and copies of the earlier tasks' keys and prompts).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import math
 from typing import Literal, cast
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -58,8 +61,8 @@ from ..config import MethodSettings, TrainConfig
 from ..errors import LifelongrecError
 from ..heads import ItemHead
 from ..objectives import new_head
-from ..tasknet import SequenceEncoder, TaskNet
-from .base import LoadedBase, SharedBackbone, TaskInfo
+from ..tasknet import Batch, SequenceEncoder, TaskNet, pool
+from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
 
 
 class PCLSettings(MethodSettings):
@@ -85,40 +88,64 @@ class PCLSettings(MethodSettings):
     # The universal user representation (Predictor.embed("universal")): the user vectors of every
     # prompted task, concatenated or averaged.
     universal: Literal["concat", "mean"] = "concat"
+    # The contextual prompt's query: the task embedding alone ("task": one prompt per task), or with the
+    # mean of the user's input item embeddings ("sequence": a prompt per user, pcl.md option i).
+    query: Literal["task", "sequence"] = "task"
 
     @model_validator(mode="after")
-    def _deep_prompts_are_added(self) -> PCLSettings:
+    def _compatible(self) -> PCLSettings:
         if self.depth == "deep" and self.prompt == "prefix":
             raise ValueError("method.depth=deep needs method.prompt=added (prefix tokens enter at the input only)")
+        if self.query == "sequence" and (self.depth == "deep" or not self.contextual):
+            raise ValueError("method.query=sequence needs method.contextual=true and method.depth=input")
         return self
 
 
 class TaskPrompt(nn.Module):
-    """One task's prompt parameters and, once the task is learned, its cached final prompt."""
+    """One task's prompt parameters, copies of what it attends to (the earlier tasks' task embeddings and
+    prompts, frozen, taken when the task starts), and, once it is learned, its final prompt: P + C with
+    a task query (what serving and later tasks read), or P with a sequence query (C is per user)."""
 
     final: torch.Tensor
     done: torch.Tensor
+    earlier_keys: torch.Tensor
+    earlier_values: torch.Tensor
 
-    def __init__(self, shape: tuple[int, ...], task_dim: int, init_std: float) -> None:
+    def __init__(self, shape: tuple[int, ...], task_dim: int, init_std: float, n_earlier: int, context: int) -> None:
         super().__init__()
         self.prompt = nn.Parameter(torch.randn(*shape) * init_std)
         self.task_embedding = nn.Parameter(torch.rand(task_dim) * 2.0)
-        self.query = nn.Linear(task_dim, task_dim, bias=False)
+        self.query = nn.Linear(task_dim + context, task_dim, bias=False)
         self.key = nn.Linear(task_dim, task_dim, bias=False)
-        self.register_buffer("final", torch.zeros(*shape))  # P~ = P + C, written when the task ends
+        self.register_buffer("earlier_keys", torch.zeros(n_earlier, task_dim))
+        self.register_buffer("earlier_values", torch.zeros(n_earlier, *shape))
+        self.register_buffer("final", torch.zeros(*shape))
         self.register_buffer("done", torch.zeros((), dtype=torch.bool))
 
-    def effective(self, earlier: list[TaskPrompt], contextual: bool) -> torch.Tensor:
-        """P + C (equation 2) while the task trains; the cached P~ once it is learned."""
-        if bool(self.done):
+    def attend_to(self, earlier: list[TaskPrompt]) -> None:
+        """Copy the earlier tasks' task embeddings and final prompts (right-aligned to this shape)."""
+        with torch.no_grad():
+            for j, e in enumerate(earlier):
+                self.earlier_keys[j] = e.task_embedding
+                self.earlier_values[j] = _fit(e.final, self.prompt.shape)
+
+    def context(self, context: torch.Tensor | None = None) -> torch.Tensor:
+        """C (equation 2): [(B,) L, d], per user when `context` ([B, d]) conditions the query."""
+        q_in: torch.Tensor = self.task_embedding
+        if context is not None:
+            q_in = torch.cat([q_in.expand(len(context), -1), context], 1)
+        q = self.query(q_in)  # [(B,) d_tau]
+        keys = self.key(self.earlier_keys)  # [J, d_tau]
+        weights = torch.softmax(q @ keys.T / math.sqrt(keys.shape[1]), -1)  # [(B,) J]
+        return torch.tensordot(weights, self.earlier_values, dims=1)
+
+    def effective(self, contextual: bool, context: torch.Tensor | None = None) -> torch.Tensor:
+        """P + C while the task trains (and always with a sequence query); the cached P~ once it is learned."""
+        if bool(self.done) and context is None:
             return self.final
-        if not contextual or not earlier:
+        if not contextual or len(self.earlier_keys) == 0:
             return self.prompt
-        q = self.query(self.task_embedding)
-        keys = torch.stack([self.key(e.task_embedding) for e in earlier])  # [J, d_tau]
-        weights = torch.softmax(keys @ q / math.sqrt(q.shape[0]), 0)
-        values = torch.stack([_fit(e.final, self.prompt.shape) for e in earlier])  # [J, (depth,) L, d]
-        return self.prompt + (weights.view(-1, *[1] * self.prompt.dim()) * values).sum(0)
+        return self.prompt + self.context(context)
 
 
 def _prompted(settings: PCLSettings, prompt: torch.Tensor) -> View:
@@ -169,11 +196,15 @@ class PCL(SharedBackbone):
     def _view(self, task: str) -> View:
         tp = self.prompts[task]
         assert isinstance(tp, TaskPrompt)
-        return _prompted(self.settings, tp.effective(self._earlier(task), self.settings.contextual))
+        return _prompted(self.settings, tp.effective(self.settings.contextual))
 
     def _encoder(self, task: str) -> SequenceEncoder:
         if task not in self.prompts:  # T1: the plain backbone
             return SequenceEncoder(self.backbone)
+        tp = self.prompts[task]
+        assert isinstance(tp, TaskPrompt)
+        if self.settings.query == "sequence":
+            return ContextEncoder(self.backbone, tp, self.settings)
         return SequenceEncoder(self.backbone, lambda: self._view(task))  # rebuilt in every step's graph
 
     def _head(self, task: TaskInfo) -> nn.Module:
@@ -194,8 +225,12 @@ class PCL(SharedBackbone):
         train = self.cfg.train_for(task.index, task.name)
         torch.manual_seed(self.cfg.train.seed * 1000 + 800 + task.index)
         s = self.settings
-        tp = TaskPrompt(_shape(s, self.cfg.input_length(train), self.backbone), s.task_dim, s.prompt_init_std)
-        self.prompts[task.name] = tp.to(self.device)
+        earlier = self._earlier(task.name) if s.contextual else []
+        shape = _shape(s, self.cfg.input_length(train), self.backbone)
+        context = self.backbone.d if s.query == "sequence" else 0
+        tp = TaskPrompt(shape, s.task_dim, s.prompt_init_std, len(earlier), context).to(self.device)
+        tp.attend_to(earlier)
+        self.prompts[task.name] = tp
         head = self.heads[task.name] = self._head(task)
         module = nn.ModuleDict({"prompt": tp, "head": head})
         return self.net(self._encoder(task.name), head, tp, head, module=module)
@@ -213,7 +248,8 @@ class PCL(SharedBackbone):
         tp = self.prompts[task.name]
         assert isinstance(tp, TaskPrompt)
         with torch.no_grad():
-            tp.final.copy_(tp.effective(self._earlier(task.name), self.settings.contextual))
+            # a task query: P + C, the same for every user; a sequence query: P (C is per user)
+            tp.final.copy_(tp.prompt if self.settings.query == "sequence" else tp.effective(self.settings.contextual))
             tp.done.fill_(True)
         self.freeze(tp)
         super().after_task(task)
@@ -229,7 +265,9 @@ class PCL(SharedBackbone):
         task learned later attends to)."""
         out = super().export(task)
         tp = self.prompts[task] if task in self.prompts else None  # noqa: SIM401 (ModuleDict has no get)
-        if isinstance(tp, TaskPrompt):
+        if isinstance(tp, TaskPrompt) and self.settings.query == "sequence":
+            out.update(prefixed("prompt", tp))  # serving recomputes the per-user C: it needs all of it
+        elif isinstance(tp, TaskPrompt):
             out["prompt.final"] = tp.final.detach().clone()
             out["prompt.task_embedding"] = tp.task_embedding.detach().clone()
         return out
@@ -254,3 +292,28 @@ class PCL(SharedBackbone):
                 f"({what} x the base's d{', one per block' if s.depth == 'deep' else ''})"
             )
         return _prompted(s, final.to(device))
+
+    @classmethod
+    def load_adapter(cls, base: LoadedBase, config: dict, tensors: dict, device: torch.device) -> TaskNet:
+        s = PCLSettings.model_validate(config["settings"])
+        net = super().load_adapter(base, config, tensors, device)
+        if s.query != "sequence" or "prompt.final" not in tensors:
+            return net
+        sd = strip("prompt", tensors)
+        tp = TaskPrompt(tuple(sd["prompt"].shape), s.task_dim, 0.0, len(sd["earlier_keys"]), base.backbone.d)
+        tp.load_state_dict(sd)
+        return TaskNet(ContextEncoder(base.backbone, tp.to(device).eval(), s), net.head, net.module, [])
+
+
+class ContextEncoder(SequenceEncoder):
+    """The backbone under a task whose contextual prompt depends on the user (query: sequence): the query
+    reads the mean of the input item embeddings (frozen), so the view is built per batch."""
+
+    def __init__(self, backbone: Backbone, tp: TaskPrompt, settings: PCLSettings) -> None:
+        super().__init__(backbone)
+        self.tp, self.settings = tp, settings
+
+    def states(self, batch: Batch) -> torch.Tensor:
+        items = batch["items"]
+        context = pool(F.embedding(items, self.backbone.item_embedding.weight, padding_idx=0), items, "mean")
+        return self.backbone.encode(items, _prompted(self.settings, self.tp.effective(True, context)))
