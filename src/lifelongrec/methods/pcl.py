@@ -29,21 +29,20 @@ kept to three equations:
   linear head.
 - SASRec: the prompt is added to the item embeddings before SASRec multiplies them by sqrt(d), so it
   is scaled with them (and the position embedding is added after, as for any input).
-
 - The universal user representation (ours, as pcl.md suggests): the user vectors of every prompted task
   for one history, concatenated (`universal: mean` averages them); `Predictor.embed("universal", ...)`.
 
-- `prompt: prefix` (the alternative pcl.md names): m prompt tokens put right before the history's first
-  item instead of vectors added to its positions (Backbone.encode, View.prefix); with SASRec they take
-  the first m positions, so m + the window must fit in model.max_length.
-
+Switches (pcl.md's alternatives; the defaults above are its suggested resolution):
+- `prompt: prefix`: m prompt tokens put right before the history's first item instead of vectors added
+  to its positions (Backbone.encode, View.prefix); with SASRec they take the first m positions, so m +
+  the window must fit in model.max_length.
 - `depth: deep`: besides the input prompt, one position-wise prompt before every further block (added
   to the residual stream after each block but the last, through the blocks' patch sites); the
   contextual prompt then mixes whole stacks of earlier prompts.
-
 - `query: sequence` (pcl.md option i): the attention's query also reads the mean of the user's input
   item embeddings, so C is per user; such a task is served by recomputing C (its adapter holds its
   prompt, attention maps and copies of the earlier tasks' keys and prompts).
+- `contextual: false`: position-wise prompts alone (the ablation).
 """
 
 from __future__ import annotations
