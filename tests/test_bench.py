@@ -60,6 +60,15 @@ def test_seeds_learned_apart_report_like_one_call(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in apart.rglob("*.safetensors")} == mtimes  # nothing trained again
     ref = run_bench(cfg, together, ["finesmax"], seeds=2, overrides=SETS)
     assert res["methods"]["finesmax"]["final"] == ref["methods"]["finesmax"]["final"]
+    # the training time of the whole bench: each T1 once, the later tasks of every run
+    want = 0.0
+    for seed in (0, 1):
+        want += json.loads((apart / f"seed-{seed}" / "T1" / "backbone.json").read_text())["train_seconds"]
+        want += sum(json.loads((apart / f"seed-{seed}" / "finesmax" / "summary.json").read_text())["train_seconds"][1:])
+    assert (
+        res["compute_seconds"] == pytest.approx(want, abs=0.2)
+        and "h of training loops" in (apart / "report.md").read_text()
+    )
 
 
 def test_bench_refuses_an_unknown_method_before_training(tmp_path):

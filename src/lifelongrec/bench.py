@@ -118,16 +118,43 @@ def run_bench(
     refs = reference_rows(stream, base_cfg)
     result = summarise(runs, refs)
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["compute_seconds"] = compute_seconds(runs)
     result["config"] = str(config)
     result["overrides"] = list(overrides or [])
     write_json_atomic(out / "bench.json", result)
     text = render(result)
-    body = [f"# Bench: {base_cfg.name}, {seeds} seed(s)", "", text, ""]
+    hours = result["compute_seconds"] / 3600
+    body = [
+        f"# Bench: {base_cfg.name}, {seeds} seed(s)",
+        "",
+        text,
+        "",
+        f"Training time of the whole bench: {hours:.1f} h of training loops (T1 once per seed, every "
+        f"method's later tasks, Conure's retraining of T1), whatever the number of processes; this call "
+        f"took {result['wall_seconds']:.0f} s.",
+        "",
+    ]
     for label in runs:
         for p in heatmaps(read_run(runs[label][0]), out):
             body.append(f"![{p.stem}]({p.name})")
     write_text_atomic(out / "report.md", "\n".join(body) + "\n")
     return result
+
+
+def compute_seconds(runs: dict[str, list[Path]]) -> float:
+    """Training seconds of the whole bench, however many processes shared it (wall time then says
+    little): each seed's T1 pretraining once, every run's tasks after the first, and what a method spent
+    on T1 beyond the pretraining it loaded (Conure's pruning and retraining)."""
+    total, seeds = 0.0, set()
+    for paths in runs.values():
+        for p in paths:
+            t1 = float(read_json(p.parent / "T1" / "backbone.json", "a pretrained T1").get("train_seconds", 0.0))
+            if p.parent not in seeds:
+                seeds.add(p.parent)
+                total += t1
+            secs = [float(x) for x in read_run(p)["summary"]["train_seconds"]]
+            total += (sum(secs[1:]) + max(0.0, secs[0] - t1)) if secs else 0.0
+    return round(total, 1)
 
 
 def _stat(values: list[float]) -> dict:

@@ -327,7 +327,10 @@ def bench_cmd(
         typer.echo(f"seed {only_seed} learned in {out}; the same command without --only-seed writes the report")
         return
     typer.echo(render(result))
-    typer.echo(f"\nwall time {result['wall_seconds']:.0f} s; written to {out / 'report.md'} and {out / 'bench.json'}")
+    typer.echo(
+        f"\ntraining loops {result['compute_seconds'] / 3600:.1f} h in all; this call {result['wall_seconds']:.0f} s; "
+        f"written to {out / 'report.md'} and {out / 'bench.json'}"
+    )
 
 
 @app.command("report")
