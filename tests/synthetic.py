@@ -70,3 +70,9 @@ def after_t1(method: str, cfg, stream):
     m.before_task(TaskInfo("T1", "next_item", 0))
     m.after_task(TaskInfo("T1", "next_item", 0))
     return m
+
+
+def read_matrix(run: Path) -> list[list[float | None]]:
+    """A run's matrix.csv as rows of R[i][j] (None above the diagonal)."""
+    lines = (run / "matrix.csv").read_text().splitlines()[1:]
+    return [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from synthetic import synthetic_config
+from synthetic import read_matrix, synthetic_config
 
 from lifelongrec.backbones import View, build_backbone
 from lifelongrec.config import load_config
@@ -177,8 +177,7 @@ def test_prefix_prompts_learn_a_stream_without_forgetting(tmp_path):
     sets = [*FAST, "method.prompt=prefix", "method.prefix_length=3"]
     cfg = load_config(synthetic_config(tmp_path), sets, method="pcl")
     s = run_stream(cfg, "pcl", tmp_path / "run", **QUIET)
-    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
-    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    R = read_matrix(tmp_path / "run")
     assert all(R[i][j] == R[j][j] for i in range(3) for j in range(i))
     t2 = load_file(tmp_path / "run" / "adapters" / "T2" / "adapter.safetensors")
     assert tuple(t2["prompt.final"].shape) == (3, cfg.model.d) and s["complete"]
@@ -213,8 +212,7 @@ def test_deep_prompts_learn_a_stream_without_forgetting(tmp_path):
     L, d, k = cfg.input_length(cfg.train_for(1, "T2")), cfg.model.d, m.settings.task_dim
     assert sum(p.numel() for p in net.params) == m.backbone.n_blocks * L * d + k + 2 * k * k + m.stream.n_items + 1
     run_stream(cfg, "pcl", tmp_path / "run", **QUIET)
-    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
-    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    R = read_matrix(tmp_path / "run")
     assert all(R[i][j] == R[j][j] for i in range(3) for j in range(i))
     assert len(Predictor(tmp_path / "run").recommend("T2", ["i1", "i2"], k=3)["items"]) == 3
     with pytest.raises(Exception, match="depth=deep needs method.prompt=added"):
@@ -235,8 +233,7 @@ def test_a_sequence_query_gives_each_user_a_prompt_and_serves_exactly(tmp_path):
     )  # two tasks before T2, so attention has something to weigh
     cfg = load_config(path, [*FAST, "method.query=sequence"], method="pcl")
     run_stream(cfg, "pcl", tmp_path / "run", order=["T1", "T3", "T4", "T2"], **QUIET)
-    lines = (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
-    R = [[float(x) if x else None for x in line.split(",")[1:]] for line in lines]
+    R = read_matrix(tmp_path / "run")
     assert all(R[i][j] == R[j][j] for i in range(4) for j in range(i))
     p = Predictor(tmp_path / "run")
     enc = p.model("T2").encoder
