@@ -145,13 +145,14 @@ def compute_seconds(runs: dict[str, list[Path]]) -> float:
     """Training seconds of the whole bench, however many processes shared it (wall time then says
     little): each seed's T1 pretraining once, every run's tasks after the first, and what a method spent
     on T1 beyond the pretraining it loaded (Conure's pruning and retraining)."""
-    total, seeds = 0.0, set()
+    total, t1s = 0.0, {}
     for paths in runs.values():
         for p in paths:
-            t1 = float(read_json(p.parent / "T1" / "backbone.json", "a pretrained T1").get("train_seconds", 0.0))
-            if p.parent not in seeds:
-                seeds.add(p.parent)
-                total += t1
+            if p.parent not in t1s:  # each seed's T1 counted (and read) once
+                meta = read_json(p.parent / "T1" / "backbone.json", "a pretrained T1")
+                t1s[p.parent] = float(meta.get("train_seconds", 0.0))
+                total += t1s[p.parent]
+            t1 = t1s[p.parent]
             secs = [float(x) for x in read_run(p)["summary"]["train_seconds"]]
             total += (sum(secs[1:]) + max(0.0, secs[0] - t1)) if secs else 0.0
     return round(total, 1)

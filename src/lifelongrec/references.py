@@ -93,20 +93,28 @@ def popularity_ranks(
     return ranks - ahead + target_seen
 
 
+def _distinct_inputs(td: TaskData, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first example of each distinct (user, end) input among `mask`, each example's input index,
+    the examples' indices)."""
+    idx = np.flatnonzero(mask)
+    key = td.user[idx].astype(np.int64) * (1 << 32) + td.end[idx]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return idx[first], inv.reshape(-1), idx
+
+
 def most_popular(stream: Stream, task: str, train: TrainConfig, max_length: int) -> dict:
     td = stream.task(task)
     counts = training_item_counts(stream, td, train, max_length)
     te = td.split == TEST
-    users, ends, targets = td.user[te], td.end[te], td.target[te].astype(np.int64)
+    targets = td.target[te].astype(np.int64)
     r = popularity_ranks(counts, targets)
     if train.exclude_seen:  # one set of seen items per distinct input (an item_rec user has many targets)
-        key = users.astype(np.int64) * (1 << 32) + ends
-        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        first, inv, _ = _distinct_inputs(td, te)
         order = np.argsort(inv, kind="stable")
         bounds = np.searchsorted(inv[order], np.arange(0, len(first) + CHUNK, CHUNK))
         for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # CHUNK inputs at a time
             ex, f = order[a:b], first[c * CHUNK : (c + 1) * CHUNK]
-            seen = segments(stream, users[f], np.zeros(len(f)), ends[f])
+            seen = segments(stream, td.user[f], np.zeros(len(f)), td.end[f])
             r[ex] = popularity_ranks(counts, targets[ex], seen, inv[ex] - c * CHUNK)
     out: dict = rank_metrics(r, train.ks, ci=True)
     out["protocol"] = "full" + ("-exclude-seen" if train.exclude_seen else "")
@@ -175,15 +183,6 @@ def bag_of_items_logreg(stream: Stream, task: str) -> dict | None:
     out = _evaluate(td.kind, best[3], *data[TEST], n_classes)
     out["C"], out[f"valid_{metric}"] = best[2], best[1]
     return out
-
-
-def _distinct_inputs(td: TaskData, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first example of each distinct (user, end) input among `mask`, each example's input index,
-    the examples' indices)."""
-    idx = np.flatnonzero(mask)
-    key = td.user[idx].astype(np.int64) * (1 << 32) + td.end[idx]
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    return idx[first], inv.reshape(-1), idx
 
 
 def _ridge_ranks(

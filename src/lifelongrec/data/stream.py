@@ -102,10 +102,15 @@ def _sub_csr(offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _salted_rng(split: SplitConfig, salt: str) -> np.random.Generator:
+    """The split seed salted by a name, so that two draws of the same size are not correlated."""
+    return np.random.default_rng([split.seed, int(sha256_bytes(salt.encode())[:8], 16)])
+
+
 def _assign(n: int, split: SplitConfig, salt: str) -> np.ndarray:
     """Random split of n examples with the given fractions; the task name salts the seed so that two
     tasks with the same size do not get correlated splits."""
-    rng = np.random.default_rng([split.seed, int(sha256_bytes(salt.encode())[:8], 16)])
+    rng = _salted_rng(split, salt)
     n_valid = int(round(n * split.fractions[1]))
     n_test = int(round(n * split.fractions[2]))
     labels = np.full(n, TRAIN, dtype=np.int8)
@@ -228,7 +233,7 @@ def _cold_items(td: TaskData, fraction: float, split: SplitConfig) -> tuple[Task
     """Drop the training examples of a random `fraction` of the task's target items (validation and
     test keep theirs, split as before); the draw is seeded by the split seed and the task name."""
     items = np.unique(td.target)
-    rng = np.random.default_rng([split.seed, int(sha256_bytes(("cold:" + td.name).encode())[:8], 16)])
+    rng = _salted_rng(split, "cold:" + td.name)
     cold = rng.choice(items, size=int(round(len(items) * fraction)), replace=False)
     keep = ~((td.split == 0) & np.isin(td.target, cold))
     out = TaskData(td.name, td.kind, td.user[keep], td.end[keep], td.target[keep], td.split[keep])

@@ -207,16 +207,16 @@ class PCL(SharedBackbone):
         return SequenceEncoder(self.backbone, lambda: self._view(task))  # rebuilt in every step's graph
 
     def _head(self, task: TaskInfo) -> nn.Module:
-        head = self.make_head(task, self.backbone)
-        if task.kind == "item_rec" and self.settings.item_head == "tied":
-            assert isinstance(head, ItemHead)
-            tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
-            if self.settings.tied_bias == "log_prior":
-                head = new_head(self.stream, task.name, self.backbone.d, "log_prior")
-            with torch.no_grad():
-                tied.bias.copy_(cast(ItemHead, head).bias)
-            head = tied.to(self.device)
-        return head
+        if task.kind != "item_rec" or self.settings.item_head != "tied":
+            return self.make_head(task, self.backbone)
+        bias = self.cfg.train_for(task.index, task.name).head_bias
+        if self.settings.tied_bias == "log_prior":
+            bias = "log_prior"
+        start = cast(ItemHead, new_head(self.stream, task.name, self.backbone.d, bias))  # for its bias only
+        tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
+        with torch.no_grad():
+            tied.bias.copy_(start.bias)
+        return tied.to(self.device)
 
     def before_task(self, task: TaskInfo) -> TaskNet:
         if task.index == 0:
