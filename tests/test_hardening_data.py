@@ -259,7 +259,7 @@ def test_integer_timestamps_beyond_double_precision_keep_their_order(tmp_path):
 
 def test_non_finite_label_to_bin_is_refused(tmp_path, ratings_csv):
     users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,M,25\nu2,F,nan\nu3,M,35\nu4,F,25\nu5,M,56\nu6,F,25\n")
-    from lifelongrec.data.stream import _class_labels
+    from lifelongrec.data.labels import class_labels
 
     s = open_store(
         SourceConfig(
@@ -271,7 +271,7 @@ def test_non_finite_label_to_bin_is_refused(tmp_path, ratings_csv):
         cache_root(),
     )
     with pytest.raises(DataError) as e:
-        _class_labels(s.labels["age"], LabelConfig(field="age", bins=[20, 30]), set(), s, s.users)
+        class_labels(s.labels["age"], LabelConfig(field="age", bins=[20, 30]), set(), s, s.users)
     one_line_error(e, "user 'u2'", "field 'age'", "'nan' is not a finite number")
 
 

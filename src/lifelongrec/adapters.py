@@ -7,6 +7,7 @@
     adapters/<task>/adapter_config.json    method, its settings, format version, task kind, classes,
                                            the fingerprint of the part of the base the task reads,
                                            the sha256 of adapter.safetensors, test metrics
+    adapters/<task>/targets.parquet        only for a task with its own catalogue: its item ids
 
 Writes are atomic and skipped when the bytes would not change, so learning a task later rewrites the
 base where the method changes it and leaves every earlier adapter's files as they were. Reads check
@@ -20,16 +21,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from .artifacts import state_fingerprint
+from .data.store import vocab_hash
 from .errors import LifelongrecError
 from .fsutil import read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
 
 FORMAT_VERSION = 2  # of base/ and adapters/; run format 1 kept a whole artifact per task in tasks/<T>/
+TARGETS = "targets.parquet"  # beside an adapter whose task has its own catalogue (own_items)
 
 
 def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -65,9 +71,16 @@ def write_base(folder: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     return info
 
 
-def write_adapter(folder: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> dict:
+def write_adapter(
+    folder: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any], targets: np.ndarray | None = None
+) -> dict:
+    """`targets`: a task's own catalogue (external ids, index 0 = padding), written to targets.parquet."""
     blob = save_bytes(_cpu(tensors))
     _write_if_changed(folder / "adapter.safetensors", blob)
+    if targets is not None:
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.table({"item": pa.array([str(x) for x in targets[1:]], pa.string())}), buf)
+        _write_if_changed(folder / TARGETS, buf.getvalue().to_pybytes())
     config = {"format_version": FORMAT_VERSION, **config, "sha256": sha256_bytes(blob), "bytes": len(blob)}
     _write_json_if_changed(folder / "adapter_config.json", config)
     return config
@@ -109,6 +122,21 @@ def read_base(folder: Path, device: torch.device) -> tuple[dict, dict[str, torch
 def read_adapter(folder: Path, device: torch.device) -> tuple[dict, dict[str, torch.Tensor]]:
     config = _read_json(folder / "adapter_config.json", "adapter description (adapter_config.json)")
     return config, _read_tensors(folder / "adapter.safetensors", config, device)
+
+
+def read_targets(folder: Path, config: dict) -> np.ndarray | None:
+    """The task's own catalogue (index 0 = padding) when its head scores one (own_items), else None."""
+    if "targets_hash" not in config:
+        return None
+    path = folder / TARGETS
+    try:
+        ids = pq.read_table(path).column("item").to_pylist()
+    except (pa.ArrowException, KeyError, OSError) as e:
+        raise LifelongrecError(f"{path}: the task's own item catalogue cannot be read ({e})") from None
+    items = np.array(["", *ids], dtype=object)
+    if vocab_hash(items) != config["targets_hash"]:
+        raise LifelongrecError(f"{path}: differs from the catalogue recorded in adapter_config.json (targets_hash)")
+    return items
 
 
 def check_base_fingerprint(folder: Path, config: dict, reads: dict[str, torch.Tensor]) -> None:

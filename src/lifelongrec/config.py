@@ -50,13 +50,20 @@ class TaskConfig(Strict):
     # A task's name names its folders (adapters/<name>/), so it is a plain word: letters, digits, _ and -.
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
     kind: Literal["next_item", "item_rec", "classify", "binary"]
-    filter: Filter | None = None  # item_rec: which events are the targets
+    # item_rec: which events are the targets; a list of filters keeps the events that pass all of them.
+    filter: Filter | list[Filter] | None = None
     label: LabelConfig | None = None  # classify / binary: which profile field is the class
     split: SplitConfig | None = None  # overrides the stream-wide split
     # item_rec: draw this fraction of the task's target items at random (seeded by the split) and drop
     # every training example whose target is one of them; validation and test keep theirs. The task
     # must then rank items it never saw as targets (cold start, PCL's Fig. 3 uses 0.5).
     cold_items: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # item_rec: the targets are a catalogue of their own (Tenrec's lifelong tasks: articles after videos),
+    # numbered 1..n among the task's target events and kept out of the input vocabulary when they occur
+    # only there. Heads then score the task's own items; a head tied to the input embedding cannot.
+    own_items: bool = False
+    # item_rec: keep only each user's latest k target events (Tenrec's T2 keeps the last 3 clicks).
+    last_per_user: int | None = Field(default=None, ge=1)
     # Overrides of the training knobs for this task alone, on top of `train` (and `finetune` after the
     # first task): e.g. profile tasks reading a longer history with a pooled user vector.
     train: dict[str, Any] | None = None
@@ -70,7 +77,9 @@ class TaskConfig(Strict):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
-        return _omit_defaults(handler(self), {"train": None, "cold_items": None})
+        return _omit_defaults(
+            handler(self), {"train": None, "cold_items": None, "own_items": False, "last_per_user": None}
+        )
 
     @field_validator("label", mode="before")
     @classmethod
@@ -81,8 +90,11 @@ class TaskConfig(Strict):
     def _kind_fields(self) -> TaskConfig:
         if self.kind == "item_rec" and self.filter is None:
             raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
-        if self.cold_items is not None and self.kind != "item_rec":
-            raise ValueError(f"task {self.name}: cold_items is for item_rec tasks, not {self.kind}")
+        for field in ("cold_items", "last_per_user"):
+            if getattr(self, field) is not None and self.kind != "item_rec":
+                raise ValueError(f"task {self.name}: {field} is for item_rec tasks, not {self.kind}")
+        if self.own_items and self.kind != "item_rec":
+            raise ValueError(f"task {self.name}: own_items is for item_rec tasks, not {self.kind}")
         if self.kind in ("classify", "binary") and self.label is None:
             raise ValueError(f"task {self.name}: {self.kind} needs a label field")
         if self.label is not None and self.kind == "binary":
@@ -100,7 +112,8 @@ class TaskConfig(Strict):
 
 
 class SequenceConfig(Strict):
-    filter: Filter | None = None  # which events form the input sequence (ML: rating <= 3)
+    # Which events form the input sequence (ML: rating <= 3); a list keeps the events passing all of them.
+    filter: Filter | list[Filter] | None = None
     min_length: int = Field(default=5, ge=1)  # users with fewer input events are dropped from every task
     max_length: int = Field(default=50, ge=1)  # the last max_length items are the model input
     # Items with fewer events (all events of kept users, any behaviour) leave the catalogue, the sequences
@@ -271,6 +284,14 @@ class StreamConfig(Strict):
                         f"task {t.name}: input_length {n} is more than SASRec's model.max_length "
                         f"({self.model.max_length}) positions"
                     )
+        for k, t in enumerate(self.tasks):
+            if t.own_items and k == 0:
+                raise ValueError(f"task {t.name}: the first task sets the input catalogue; own_items is for later ones")
+            if t.own_items and any(self.train_for(i, t.name).exclude_seen for i in (0, 1)):
+                raise ValueError(
+                    f"task {t.name}: with own_items the input items are not its candidates, so exclude_seen "
+                    "cannot apply; set it false for this task"
+                )
         return self
 
     def for_method(self, name: str) -> StreamConfig:

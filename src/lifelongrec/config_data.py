@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-FORMATS = ("csv", "tsv", "parquet", "grouplens", "recbole", "tenrec", "conure")
+FORMATS = ("csv", "tsv", "parquet", "grouplens", "recbole", "tenrec", "tenrec_lifelong", "conure")
 
 # Text encodings DuckDB's CSV reader decodes itself (others need its `encodings` extension, which these
 # machines cannot download); the spellings people use for them.
@@ -90,7 +90,8 @@ class SourceConfig(_TextEncoding):
 
     dataset: Literal["ml-1m", "ml-100k"] | None = None
     path: str | None = None
-    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole", "tenrec"] | None = None
+    # tenrec_lifelong: `path` is a folder with Tenrec's lifelong task files task_0.csv, task_1.csv, ...
+    format: Literal["csv", "tsv", "parquet", "grouplens", "recbole", "tenrec", "tenrec_lifelong"] | None = None
     columns: Columns | None = None
     profiles: ProfileSource | None = None
     # Label values that mean "unknown" (Tenrec uses 0); such users get no example in that task.
@@ -108,7 +109,8 @@ class SourceConfig(_TextEncoding):
             raise ValueError("set exactly one of source.dataset (ml-1m, ml-100k) or source.path")
         if self.path is not None and self.format is None:
             raise ValueError(
-                "source.format is required with source.path (csv, tsv, parquet, grouplens, recbole, tenrec)"
+                "source.format is required with source.path "
+                "(csv, tsv, parquet, grouplens, recbole, tenrec, tenrec_lifelong)"
             )
         return self
 

@@ -123,7 +123,7 @@ class TaskObjective(Objective):
         self.device = resolve_device(cfg.train.device)
         self.td: TaskData = stream.task(task)
         self.L = cfg.input_length(cfg.train)
-        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_items)))  # sampled softmax
+        self.n_neg = max(1, int(round(cfg.train.sampled_fraction * stream.n_targets(task))))  # sampled softmax
         td = self.td
         tr = td.split == TRAIN
         self.train_w, self.train_t = self._train_examples(td.user[tr], td.end[tr], td.target[tr], self.L + width_extra)
@@ -317,7 +317,7 @@ class ItemRecObjective(TaskObjective):
         # over this task's training targets (Conure's T2/T3), built once.
         self.neg_dist: torch.Tensor | None = None
         if cfg.train.negatives == "popularity":
-            p = popularity_negatives(self.train_t, stream.n_items, cfg.train.popularity_rho)
+            p = popularity_negatives(self.train_t, stream.n_targets(task), cfg.train.popularity_rho)
             self.neg_dist = p.to(device=self.device, dtype=torch.float32)
 
     def n_batches(self, batch_size: int) -> int:
@@ -453,12 +453,13 @@ def new_head(stream: Stream, task: str, d: int, bias: str = "zero") -> nn.Module
     among the task's training targets (add-one smoothed), i.e. at the most popular items or the
     majority class (train.head_bias)."""
     td = stream.task(task)
-    head = objective_class(td.kind).new_head(td.classes, d, stream.n_items)
+    n_items = stream.n_targets(task)
+    head = objective_class(td.kind).new_head(td.classes, d, n_items)
     if bias == "log_prior":
         t = td.target[td.split == TRAIN].astype(np.int64)
         with torch.no_grad():
             if td.kind == "item_rec":
-                prior = np.bincount(t, minlength=stream.n_items + 1).astype(np.float64) + 1.0
+                prior = np.bincount(t, minlength=n_items + 1).astype(np.float64) + 1.0
                 cast(ItemHead, head).bias.copy_(torch.from_numpy(np.log(prior / prior[1:].sum())))
             elif td.kind == "classify":
                 prior = np.bincount(t, minlength=len(td.classes or [])).astype(np.float64) + 1.0

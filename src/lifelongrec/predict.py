@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .adapters import check_base_fingerprint, read_adapter, read_base, read_run_json
+from .adapters import check_base_fingerprint, read_adapter, read_base, read_run_json, read_targets
 from .backbones import build_backbone
 from .config import BackboneConfig
 from .device import resolve_device
@@ -55,6 +55,7 @@ class Predictor:
         self._base: LoadedBase | None = None
         self._models: dict[str, TaskNet] = {}
         self._configs: dict[str, dict] = {}
+        self._targets: dict[str, np.ndarray | None] = {}  # a task's own catalogue (own_items), else None
 
     @property
     def tasks(self) -> list[str]:
@@ -116,6 +117,7 @@ class Predictor:
                 raise LifelongrecError(
                     f"{folder / 'adapter.safetensors'}: does not fit {config['method']} ({e})"
                 ) from None
+            self._targets[task] = read_targets(folder, config)
             self._configs[task] = config
             self._models[task] = net
             return net
@@ -177,14 +179,18 @@ class Predictor:
         head = cast(ItemHead, m.head)
         scores = head.items @ u + head.bias
         scores[0] = -torch.inf
-        if exclude_seen:
-            scores[ids[0]] = -torch.inf
+        names = self._targets[task]
+        if names is None:
+            names = self.items
+            if exclude_seen:
+                scores[ids[0]] = -torch.inf
+        elif exclude_seen:  # the task's own catalogue: the history's items by their external ids
+            seen = set(history)
+            scores[torch.tensor([i for i, x in enumerate(names) if x in seen], dtype=torch.long)] = -torch.inf
         top = torch.topk(scores, min(k, len(scores) - 1))
         return {
             "task": task,
-            "items": [
-                {"item": self.items[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())
-            ],
+            "items": [{"item": names[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())],
             "unknown_items": unknown,
         }
 

@@ -66,7 +66,7 @@ def training_item_counts(stream: Stream, td: TaskData, train: TrainConfig, max_l
         targets = segments(stream, td.user[tr], lo, end)[1]
     else:
         targets = td.target[tr].astype(np.int64)
-    return np.bincount(targets, minlength=stream.n_items + 1)
+    return np.bincount(targets, minlength=stream.n_targets(td.name) + 1)
 
 
 def popularity_ranks(
@@ -193,7 +193,7 @@ def _ridge_ranks(
     first, inv, ex = _distinct_inputs(td, td.split == split)
     x = bag_of_items(stream, td.user[first], td.end[first], window)
     x = sp.hstack([x, np.ones((len(first), 1))]).tocsr().astype(np.float64)
-    scores = torch.from_numpy(np.asarray(x @ v.numpy(), dtype=np.float32)) @ c  # [inputs, n_items + 1]
+    scores = torch.from_numpy(np.asarray(x @ v.numpy(), dtype=np.float32)) @ c  # [inputs, n_targets + 1]
     scores[:, 0] = -torch.inf  # padding is never a candidate
     seen = torch.zeros(scores.shape, dtype=torch.bool)
     if train.exclude_seen:  # seen items are not candidates; a seen target keeps its own score
@@ -214,8 +214,8 @@ def bag_of_items_ridge(stream: Stream, task: str, train: TrainConfig, window: in
     """Test metrics of the ridge reference at the lambda best on validation (None when the catalogue is
     too large for a dense solve or training has no examples)."""
     td = stream.task(task)
-    n = stream.n_items + 1
-    if n > RIDGE_MAX_ITEMS or not (td.split == TRAIN).any():
+    n = stream.n_targets(task) + 1  # outputs; the inputs are the stream's items
+    if max(n, stream.n_items + 1) > RIDGE_MAX_ITEMS or not (td.split == TRAIN).any():
         return None
     first, inv, ex = _distinct_inputs(td, td.split == TRAIN)
     x = bag_of_items(stream, td.user[first], td.end[first], window)
@@ -223,7 +223,7 @@ def bag_of_items_ridge(stream: Stream, task: str, train: TrainConfig, window: in
     y = sp.csr_matrix((np.ones(len(ex)), (inv, td.target[ex])), shape=(len(first), n))
     evals, v = torch.linalg.eigh(torch.from_numpy((x.T @ x).toarray()))  # float64: the Gram is ill-conditioned
     evals, v = evals.float().clamp(min=0), v.float()  # the products below in float32 (2x faster)
-    vc = v.T @ torch.from_numpy(np.asarray((x.T @ y).todense(), dtype=np.float32))  # V'X'Y, [n + 1, n]
+    vc = v.T @ torch.from_numpy(np.asarray((x.T @ y).todense(), dtype=np.float32))  # V'X'Y, [inputs + 1, n]
     best: tuple[float, float] | None = None
     for lam in RIDGE_LAMBDAS:
         c = vc / (evals + lam)[:, None]

@@ -19,6 +19,7 @@ from .adapters import write_adapter, write_base
 from .artifacts import nbytes, state_fingerprint
 from .config import StreamConfig
 from .continual import summary as continual_summary
+from .data.store import vocab_hash
 from .fsutil import write_json_atomic, write_text_atomic
 from .objectives import task_pooling
 
@@ -77,9 +78,12 @@ def export_run(out: Path, method, cfg: StreamConfig, stream, rows: list[dict]) -
             "lifelongrec_version": __version__,
         }
         config["base_fingerprint"] = state_fingerprint(type(method).base_reads(base, config))
+        if td.items is not None:  # own_items: the head scores the task's catalogue, listed beside it
+            config["n_targets"] = len(td.items) - 1
+            config["targets_hash"] = vocab_hash(td.items)
         config["metrics"] = latest[task]
         tensors = method.export(task)
-        written = write_adapter(out / "adapters" / task, tensors, config)
+        written = write_adapter(out / "adapters" / task, tensors, config, targets=td.items)
         sizes[task] = {"adapter_bytes": nbytes(tensors), "adapter_file_bytes": written["bytes"]}
     sizes["_base"] = {"base_bytes": nbytes(base), "base_file_bytes": base_info["bytes"]}
     return sizes

@@ -78,6 +78,16 @@ class Scan:
     header: list[str] = field(default_factory=list)
     csv: CsvRead | None = None  # how `sql` reads a text file (None: Parquet)
     varchar: list[str] = field(default_factory=list)  # raw columns `sql` reads as text (the ids)
+    # Several files read as one (Tenrec's lifelong task_0..task_3.csv): the parts, in order, each with
+    # the same `values` and `labels`; `sql` is then unused.
+    parts: list[Scan] = field(default_factory=list)
+    item_prefix: str = ""  # put before every item id of this file (separate catalogues stay apart)
+    constants: dict[str, float] = field(default_factory=dict)  # values that are one number for the file
+    absent: list[str] = field(default_factory=list)  # values and labels this file lacks (read as empty)
+
+    def read_values(self) -> list[str]:
+        """The value columns read from the file itself (not constants, not absent)."""
+        return [v for v in self.values if v not in self.constants and v not in self.absent]
 
     def raw(self, name: str) -> str:
         """The file's own name of a clean column name."""
@@ -357,7 +367,7 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
     assert source.path is not None  # SourceConfig requires exactly one of dataset and path
     fmt = source.format
     enc = _text_encoding(source, fmt)
-    path = _require(source.path, folder_ok=fmt == "grouplens")
+    path = _require(source.path, folder_ok=fmt in ("grouplens", "tenrec_lifelong"))
     if fmt == "grouplens":
         scan, profile = _grouplens(path, source.columns, limit)
         if not profile.file.exists():
@@ -373,7 +383,13 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
                 sibling, "\t", cols.user, None, recbole=True, encoding=enc, max_line_size=limit
             )
     elif fmt == "tenrec":
-        scan = _tenrec(path, source.columns, enc, limit)
+        from .tenrec import tenrec  # tenrec builds on this module's helpers
+
+        scan = tenrec(path, source.columns, enc, limit)
+    elif fmt == "tenrec_lifelong":
+        from .tenrec import tenrec_lifelong
+
+        scan = tenrec_lifelong(path, source.columns, enc, limit)
     elif fmt == "parquet":
         scan = _parquet(path, _columns(source, Columns()))
     else:  # pragma: no cover - pydantic restricts the literal
@@ -381,38 +397,6 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
     if source.profiles is not None:
         profile = profile_scan(source.profiles, limit)
     return scan, profile, hashes
-
-
-_TENREC_VALUES = ["click", "follow", "like", "share", "watching_times"]
-_TENREC_LABELS = ["gender", "age"]
-
-
-def _tenrec(path: Path, cols: Columns | None, encoding: str = "utf-8", max_line_size: int | None = None) -> Scan:
-    """Tenrec CSVs: no timestamp, file order is click order; gender/age repeated on every row."""
-    header = _check_header(
-        path, ",", encoding, {"user": "user_id", "item": "item_id"} if cols is None else _needed(cols)
-    )
-    if cols is None:
-        cols = Columns(
-            user="user_id",
-            item="item_id",
-            timestamp=None,
-            values=[v for v in _TENREC_VALUES if v in header],
-            labels=[v for v in _TENREC_LABELS if v in header],
-        )
-    sql, read = _csv_scan(path, ",", True, encoding, varchar=[cols.user, cols.item], max_line_size=max_line_size)
-    return Scan(
-        path,
-        sql,
-        cols.user,
-        cols.item,
-        cols.timestamp,
-        list(cols.values),
-        list(cols.labels),
-        header=header,
-        csv=read,
-        varchar=[cols.user, cols.item],
-    )
 
 
 def _parquet(path: Path, cols: Columns) -> Scan:

@@ -94,8 +94,8 @@ def _read_types(scan: Scan, sniffed: dict[str, str]) -> dict[str, str]:
     """How a text file's columns are read: numbers as text that the store converts and checks itself
     (DuckDB's guessed type rounds a later 1.5 in a column of integers to 2, silently), dates and booleans
     as guessed, labels as text (a zip code 01234 stays 01234)."""
-    types = {c: "VARCHAR" for c in scan.labels}
-    for c in ([scan.timestamp] if scan.timestamp else []) + scan.values:
+    types = {c: "VARCHAR" for c in scan.labels if c not in scan.absent}
+    for c in ([scan.timestamp] if scan.timestamp else []) + scan.read_values():
         kind = sniffed.get(c, "VARCHAR")
         types[c] = kind if _is_time(kind) or kind == "BOOLEAN" else "VARCHAR"
     return types
@@ -151,15 +151,6 @@ def _bad_value(
     return DataError(f"value '{v}' could not be read as a number", file=scan.file, row=row, field=name)
 
 
-def _check_nulls(con: duckdb.DuckDBPyConnection, scan: Scan, cols: dict[str, str]) -> None:
-    for name, expr in cols.items():
-        row = _sql(con, f"SELECT min(coalesce(r, rowid)) + 1 FROM raw WHERE {expr} IS NULL")
-        if row is not None and row[0] is not None:
-            raise DataError(
-                "empty value", file=scan.file, row=int(row[0]), field=name, expected=f"a {name} on every row"
-            )
-
-
 # ------------------------------------------------------------------ the store
 
 
@@ -203,7 +194,7 @@ def _raw_select(scan: Scan, types: dict[str, str]) -> tuple[str, list[str]]:
     index (in `numeric`) of the first number on the row that is not a finite number (values: that does
     not fit a 32-bit float), NULL when the row is fine. Returns the select list and `numeric`."""
     assert scan.item is not None  # an interaction scan always names its item column
-    numeric = ([scan.timestamp] if scan.timestamp else []) + scan.values
+    numeric = ([scan.timestamp] if scan.timestamp else []) + scan.read_values()
     conv = {c: _number_exprs(scan.col(c), types.get(c, "VARCHAR")) for c in numeric}
     ts = "NULL::DOUBLE" if scan.timestamp is None else conv[scan.timestamp][0]  # no timestamp: file order
     # Integer timestamps beyond 2^53 (nanoseconds since 1970) are not exact as doubles: two of them can
@@ -221,17 +212,54 @@ def _raw_select(scan: Scan, types: dict[str, str]) -> tuple[str, list[str]]:
         fits = f" OR TRY_CAST({value} AS FLOAT) IS NULL" if is_value else ""
         checks.append(f"WHEN {present} AND (NOT coalesce(isfinite({value}), false){fits}) THEN {k}")
     bad = f"CASE {' '.join(checks)} END" if checks else "NULL::INTEGER"
+
+    def value_expr(v: str) -> str:
+        if v in scan.constants:
+            return f"{float(scan.constants[v])!r}::FLOAT"
+        return "NULL::FLOAT" if v in scan.absent else f"TRY_CAST({conv[v][0]} AS FLOAT)"
+
+    item = f"CAST({scan.col(scan.item)} AS VARCHAR)"
     cols = [
         f"CAST({scan.col(scan.user)} AS VARCHAR) AS u",
-        f"CAST({scan.col(scan.item)} AS VARCHAR) AS i",
+        f"{sql_string(scan.item_prefix)} || {item} AS i" if scan.item_prefix else f"{item} AS i",
         f"{ts} AS t",
         f"{scan.col(scan.row_column) if scan.row_column else 'NULL::BIGINT'} AS r",
         f"{exact} AS x",
-        *[f"TRY_CAST({conv[v][0]} AS FLOAT) AS v_{i}" for i, v in enumerate(scan.values)],
-        *[f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}" for i, c in enumerate(scan.labels)],
+        *[f"{value_expr(v)} AS v_{i}" for i, v in enumerate(scan.values)],
+        *[
+            f"NULL::VARCHAR AS l_{i}" if c in scan.absent else f"CAST({scan.col(c)} AS VARCHAR) AS l_{i}"
+            for i, c in enumerate(scan.labels)
+        ],
         f"{bad} AS bad",
     ]
     return ", ".join(cols), numeric
+
+
+def _read_part(con: duckdb.DuckDBPyConnection, scan: Scan, first: bool) -> None:
+    """Append one file's rows to the `raw` table (created by the first), checking them: a number that is
+    not one, an empty id; errors name this file and its own row."""
+    base = 0 if first else _value(con, "SELECT count(*) FROM raw")
+    try:
+        sniffed = _column_types(con, scan)  # Parquet: the file's types; text: DuckDB's guesses
+        types = sniffed if scan.csv is None else _read_types(scan, sniffed)
+        read_sql = scan.typed_sql(types)
+        select, numeric = _raw_select(scan, types)
+        _sql(con, f"{'CREATE TABLE raw AS' if first else 'INSERT INTO raw'} SELECT {select} FROM {read_sql}")
+    except duckdb.Error as e:
+        raise explain_engine_error(scan, e) from None
+    row = f"coalesce(r, rowid - {base}) + 1"  # the file's own row (Parquet: its row column)
+    first_bad = _sql(con, f"SELECT {row}, bad FROM raw WHERE bad IS NOT NULL AND rowid >= {base} ORDER BY 1 LIMIT 1")
+    if first_bad is not None:
+        n_row, k = int(first_bad[0]), int(first_bad[1])
+        is_value = not (scan.timestamp is not None and k == 0)
+        raise _bad_value(con, scan, read_sql, numeric[k], n_row, is_value)
+    cols = {"user": "u", "item": "i", **({"timestamp": "t"} if scan.timestamp else {})}
+    for name, expr in cols.items():
+        got = _sql(con, f"SELECT min({row}) FROM raw WHERE {expr} IS NULL AND rowid >= {base}")
+        if got is not None and got[0] is not None:
+            raise DataError(
+                "empty value", file=scan.file, row=int(got[0]), field=name, expected=f"a {name} on every row"
+            )
 
 
 def _progress(scan: Scan) -> tqdm:
@@ -260,22 +288,11 @@ def ingest(
         tmp = Path(tmpd)
         con = connect(tmp, memory_limit)
         try:
-            sniffed = _column_types(con, scan)  # Parquet: the file's types; text: DuckDB's guesses
-            types = sniffed if scan.csv is None else _read_types(scan, sniffed)
-            read_sql = scan.typed_sql(types)
-            select, numeric = _raw_select(scan, types)
-            _sql(con, f"CREATE TABLE raw AS SELECT {select} FROM {read_sql}")
-        except duckdb.Error as e:
+            for k, part in enumerate(scan.parts or [scan]):  # one file, or several read as one
+                _read_part(con, part, first=k == 0)
+        except BaseException:
             con.close()
-            raise explain_engine_error(scan, e) from None
-        first_bad = _sql(con, "SELECT coalesce(r, rowid) + 1, bad FROM raw WHERE bad IS NOT NULL ORDER BY 1 LIMIT 1")
-        if first_bad is not None:
-            n_row, k = int(first_bad[0]), int(first_bad[1])
-            is_value = not (scan.timestamp is not None and k == 0)
-            err = _bad_value(con, scan, read_sql, numeric[k], n_row, is_value)
-            con.close()
-            raise err
-        _check_nulls(con, scan, {"user": "u", "item": "i", **({"timestamp": "t"} if scan.timestamp else {})})
+            raise
         n = _value(con, "SELECT count(*) FROM raw")
         if n == 0:
             raise DataError("no data rows", file=scan.file, expected="at least one interaction")
@@ -420,7 +437,7 @@ def source_fingerprint(source: SourceConfig, hashes: dict[str, str], scan: Scan,
     """Identifies an ingested store: the source config plus file identities (pinned hashes when known,
     else size and modification time, so an edited file is ingested again)."""
     ident = {"config": source.model_dump(mode="json"), "hashes": hashes, "store_version": STORE_VERSION}
-    for s in (scan, profile):
+    for s in [*(scan.parts or [scan]), profile]:
         if s is not None and not hashes:
             st = s.file.stat()
             ident[str(s.file)] = [st.st_size, st.st_mtime_ns]

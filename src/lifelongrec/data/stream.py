@@ -10,7 +10,6 @@ because the split is written to disk once, every method that ever runs on the st
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import Filter, LabelConfig, SequenceConfig, SplitConfig, StreamConfig, TaskConfig
+from ..config import Filter, SequenceConfig, SplitConfig, StreamConfig, TaskConfig
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory, sha256_bytes, sha256_file, write_json_atomic
+from .labels import binary_labels, class_labels
 from .store import InteractionStore, vocab_hash
 
 FORMAT_VERSION = 1
@@ -39,6 +39,9 @@ class TaskData:
     target: np.ndarray  # int32, item index (1..n), class index, or -1 (every position of the prefix)
     split: np.ndarray  # int8: 0 train, 1 valid, 2 test
     classes: list[str] | None = None  # classify; binary: [negative, positive], target 1 = positive
+    # item_rec with own_items: the task's own catalogue (external ids, index 0 = padding) that `target`
+    # indexes; None: targets index the stream's items.
+    items: np.ndarray | None = None
 
     def size(self, split: int) -> int:
         return int((self.split == split).sum())
@@ -63,6 +66,11 @@ class Stream:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def n_targets(self, name: str) -> int:
+        """How many items an item task's head scores: its own catalogue's size, or the stream's."""
+        td = self.task(name)
+        return self.n_items if td.items is None else len(td.items) - 1
+
     def task(self, name: str) -> TaskData:
         if name not in self.tasks:
             raise ConfigError(f"unknown task '{name}' (this stream has: {', '.join(self.tasks)})")
@@ -72,9 +80,14 @@ class Stream:
 # --------------------------------------------------------------------------- building
 
 
-def _mask(store: InteractionStore, f: Filter | None) -> np.ndarray:
+def _mask(store: InteractionStore, f: Filter | list[Filter] | None) -> np.ndarray:
     if f is None:
         return np.ones(store.n_events, dtype=bool)
+    if isinstance(f, list):  # every filter of the list must pass
+        m = np.ones(store.n_events, dtype=bool)
+        for one in f:
+            m &= _mask(store, one)
+        return m
     if f.column not in store.values:
         raise ConfigError(
             f"filter column '{f.column}' is not in the data (value columns: "
@@ -120,94 +133,6 @@ def _assign(n: int, split: SplitConfig, salt: str) -> np.ndarray:
     return labels
 
 
-def _numeric_key(s: str) -> tuple:
-    try:
-        x = float(s)
-    except (TypeError, ValueError):
-        return (1, 0.0, str(s))
-    # "nan" would make the sort depend on the input order (every comparison with NaN is false): as text.
-    return (0, x, s) if math.isfinite(x) else (1, 0.0, str(s))
-
-
-def _class_labels(
-    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray
-) -> tuple[np.ndarray, list[str]]:
-    """Class index per user (-1 = no usable label) and the class names."""
-    known = np.array([v is not None and v != "" and v not in unknown for v in raw], dtype=bool)
-    vals = raw.copy()
-    if cfg.bins is not None:
-        edges = np.asarray(sorted(cfg.bins), dtype=float)
-        names = [f"<{edges[0]:g}"] + [f"[{a:g},{b:g})" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]:g}"]
-        out = np.full(len(raw), -1, dtype=np.int32)
-        for i in np.flatnonzero(known):
-            try:
-                x = float(raw[i])
-            except ValueError:
-                raise DataError(
-                    f"user '{users[i]}': value '{raw[i]}' is not a number",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
-                    field=cfg.field,
-                    expected="a number to bin",
-                ) from None
-            if not math.isfinite(x):  # NaN would land in the last bin, silently
-                raise DataError(
-                    f"user '{users[i]}': value '{raw[i]}' is not a finite number",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
-                    field=cfg.field,
-                    expected="a finite number to bin (list unknown values in source.unknown_labels)",
-                )
-            out[i] = int(np.searchsorted(edges, x, side="right"))
-        return out, names
-    if cfg.classes is not None:
-        names = [str(c) for c in cfg.classes]
-        allowed = set(names)
-        for i in np.flatnonzero(known):
-            if vals[i] not in allowed:
-                raise DataError(
-                    f"user '{users[i]}': unknown label '{vals[i]}'",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
-                    field=cfg.field,
-                    expected=f"one of {names}",
-                )
-    else:
-        names = sorted({v for v in vals[known]}, key=_numeric_key)
-    index = {c: k for k, c in enumerate(names)}
-    out = np.array([index[v] if k else -1 for v, k in zip(vals, known)], dtype=np.int32)
-    return out, names
-
-
-def _binary_labels(
-    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray, task: str
-) -> tuple[np.ndarray, list[str]]:
-    """0/1 per user (-1 = no usable label) and the classes [negative, positive]. The field must hold
-    exactly two distinct values (after bins): `positive` names class 1, else the second in class order."""
-    cls, names = _class_labels(raw, cfg, unknown, store, users)
-    seen, counts = np.unique(cls[cls >= 0], return_counts=True)
-    found = [names[k] for k in seen]
-    pos = None if cfg.positive is None else str(cfg.positive)  # labels are read as text
-    if len(found) != 2 or (pos is not None and pos not in found):
-        what = ", ".join(f"'{v}' ({c:,} user{'s' * (c != 1)})" for v, c in zip(found, counts.tolist())) or "none"
-        file = store.meta.get("profile_file", store.meta.get("file"))
-        if len(found) == 2:
-            raise DataError(
-                f"task {task}: label.positive '{pos}' is not a value of the field, found {what}",
-                file=file,
-                field=cfg.field,
-            )
-        fix = "kind: classify, or label.bins" if cfg.bins is None else "kind: classify, or a single bin edge"
-        raise DataError(
-            f"task {task}: a binary task needs exactly two distinct values, found {len(found)}: {what}",
-            file=file,
-            field=cfg.field,
-            expected="two values" + (f"; or {fix}" if len(found) > 2 else ""),
-        )
-    neg = found[0] if pos is None else next(v for v in found if v != pos)
-    pos = found[1] if pos is None else pos
-    remap = np.full(len(names), -1, dtype=np.int32)
-    remap[names.index(neg)], remap[names.index(pos)] = 0, 1
-    return np.where(cls >= 0, remap[np.maximum(cls, 0)], -1).astype(np.int32), [neg, pos]
-
-
 def _next_item_task(
     t: TaskConfig, split: SplitConfig, lengths: np.ndarray, offsets: np.ndarray, seq: np.ndarray
 ) -> TaskData:
@@ -236,8 +161,56 @@ def _cold_items(td: TaskData, fraction: float, split: SplitConfig) -> tuple[Task
     rng = _salted_rng(split, "cold:" + td.name)
     cold = rng.choice(items, size=int(round(len(items) * fraction)), replace=False)
     keep = ~((td.split == 0) & np.isin(td.target, cold))
-    out = TaskData(td.name, td.kind, td.user[keep], td.end[keep], td.target[keep], td.split[keep])
+    out = TaskData(td.name, td.kind, td.user[keep], td.end[keep], td.target[keep], td.split[keep], items=td.items)
     return out, {"items": len(cold), "of": len(items), "training_examples_dropped": int((~keep).sum())}
+
+
+def _latest_per_user(mask: np.ndarray, event_user: np.ndarray, k: int) -> np.ndarray:
+    """`mask` keeping only each user's latest k events (the store holds events by user, in time order)."""
+    idx = np.flatnonzero(mask)
+    u = event_user[idx]
+    later = np.searchsorted(u, u, side="right") - 1 - np.arange(len(u))  # kept events of the user after it
+    out = mask.copy()
+    out[idx[later >= k]] = False
+    return out
+
+
+def _shared_items(store: InteractionStore, cfg: StreamConfig, keep_event: np.ndarray) -> np.ndarray:
+    """Items of the input vocabulary when some task has its own catalogue: those occurring in the input
+    events or among the targets of the tasks that share the input's catalogue (bool per item index)."""
+    shared = keep_event.copy()
+    for t in cfg.tasks:
+        if t.kind == "item_rec" and not t.own_items:
+            shared |= _mask(store, t.filter)
+    seen = np.zeros(store.n_items + 1, dtype=bool)
+    seen[store.item_seq[shared]] = True
+    seen[0] = True  # padding
+    return seen
+
+
+def _item_rec_task(
+    t: TaskConfig,
+    store: InteractionStore,
+    event_mask: np.ndarray,
+    event_user: np.ndarray,
+    new_index: np.ndarray,
+    new_item: np.ndarray,
+    lengths: np.ndarray,
+    split: SplitConfig,
+) -> TaskData:
+    """One example per target event of a kept user (its latest `last_per_user` ones), reading the user's
+    whole input sequence. Targets are input-vocabulary items, or the task's own catalogue (own_items)."""
+    m = event_mask if t.last_per_user is None else _latest_per_user(event_mask, event_user, t.last_per_user)
+    u = new_index[event_user[m]].astype(np.int32)
+    raw = store.item_seq[m]
+    items = None
+    if t.own_items:
+        vocab = np.unique(raw)  # in the store's order: numeric ids in numeric order
+        target = (np.searchsorted(vocab, raw) + 1).astype(np.int32)
+        items = np.concatenate([np.array([""], dtype=object), store.items[vocab].astype(object)])
+    else:
+        target = new_item[raw]
+    return TaskData(t.name, t.kind, u, lengths[u].astype(np.int32), target, _assign(len(u), split, t.name), items=items)
 
 
 def _frequent_items(
@@ -264,6 +237,8 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
     event_user = np.repeat(np.arange(store.n_users), store.lengths())
     keep_event = _mask(store, cfg.sequence.filter)
     item_ok = _frequent_items(store, keep_event, event_user, cfg.sequence)
+    if any(t.own_items for t in cfg.tasks):
+        item_ok &= _shared_items(store, cfg, keep_event)
     keep_event &= item_ok[store.item_seq]
     # Kept items renumbered 1..m in their original order (the identity when every item is kept).
     new_item = (np.cumsum(item_ok) - 1).astype(np.int32)
@@ -303,13 +278,13 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         if t.kind == "next_item":
             tasks[t.name] = _next_item_task(t, split, lengths, offsets, seq_items)
         elif t.kind == "item_rec":
-            m = _mask(store, t.filter) & user_kept[event_user] & item_ok[store.item_seq]
-            u = new_index[event_user[m]].astype(np.int32)
-            target = new_item[store.item_seq[m]]
-            end = lengths[u].astype(np.int32)
-            in_input = int((_mask(store, t.filter) & seq_mask).sum())
-            notes[t.name] = {"targets_also_in_input": in_input}
-            td = TaskData(t.name, t.kind, u, end, target, _assign(len(u), split, t.name))
+            m = _mask(store, t.filter) & user_kept[event_user]
+            if not t.own_items:
+                m &= item_ok[store.item_seq]
+            td = _item_rec_task(t, store, m, event_user, new_index, new_item, lengths, split)
+            notes[t.name] = {"targets_also_in_input": int((_mask(store, t.filter) & seq_mask).sum())}
+            if td.items is not None:
+                notes[t.name]["own_items"] = len(td.items) - 1
             if t.cold_items is not None:
                 td, notes[t.name]["cold_items"] = _cold_items(td, t.cold_items, split)
             tasks[t.name] = td
@@ -322,9 +297,9 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
                 )
             raw = store.labels[t.label.field][kept]
             if t.kind == "binary":
-                cls, names = _binary_labels(raw, t.label, unknown, store, users_ext, t.name)
+                cls, names = binary_labels(raw, t.label, unknown, store, users_ext, t.name)
             else:
-                cls, names = _class_labels(raw, t.label, unknown, store, users_ext)
+                cls, names = class_labels(raw, t.label, unknown, store, users_ext)
             u = np.flatnonzero(cls >= 0).astype(np.int32)
             notes[t.name] = {"users_without_label": int(len(kept) - len(u))}
             tasks[t.name] = TaskData(
@@ -374,6 +349,9 @@ def save_stream(stream: Stream, out: Path) -> Path:
         (d / "tasks").mkdir()
         for name, td in stream.tasks.items():
             np.savez(d / "tasks" / f"{name}.npz", user=td.user, end=td.end, target=td.target, split=td.split)
+            if td.items is not None:
+                table = pa.table({"item": pa.array(td.items[1:].tolist(), pa.string())})
+                pq.write_table(table, d / "tasks" / f"{name}.items.parquet")
         files = sorted(p for p in d.rglob("*") if p.is_file())
         manifest = dict(stream.manifest)
         manifest["files"] = {str(p.relative_to(d)): sha256_file(p) for p in files}
@@ -410,6 +388,9 @@ def load_stream(path: Path) -> Stream:
                 z["split"],
                 classes=manifest["tasks"][t.name].get("classes"),
             )
+        if "own_items" in manifest["tasks"][t.name]:
+            own = pq.read_table(path / "tasks" / f"{t.name}.items.parquet").column("item").to_pylist()
+            tasks[t.name].items = np.array(["", *own], dtype=object)
     items = pq.read_table(path / "items.parquet").column("item").to_numpy(zero_copy_only=False)
     return Stream(
         cfg,

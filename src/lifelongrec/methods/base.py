@@ -217,7 +217,7 @@ class Method(ABC):
     @staticmethod
     def load_head(config: dict, tensors: dict[str, torch.Tensor], backbone: Backbone, device) -> nn.Module:
         sd = strip("head", tensors)
-        d, n_items = backbone.d, config["n_items"]
+        d, n_items = backbone.d, config.get("n_targets", config["n_items"])
         if config["kind"] in ("next_item", "item_rec"):
             head: nn.Module = ItemHead(d, n_items, tied=backbone.item_embedding if "weight" not in sd else None)
         else:

@@ -24,7 +24,8 @@ kept to three equations:
   P~_t, the frozen backbone and its head: old tasks keep their outputs bit for bit.
 - Heads: an item task scores against the frozen item embeddings with its own bias (`item_head: tied`),
   so an item the task never saw as a target can still rank (the cold-start claim); `softmax` gives it
-  its own item matrix. The tied head's bias starts at the log frequency of the task's training targets
+  its own item matrix, and so does a task whose targets are a catalogue of their own (`own_items`:
+  Tenrec's articles after videos). The tied head's bias starts at the log frequency of the task's training targets
   (ours: with no matrix of its own, a zero bias leaves popularity to the prompt). Profile tasks: a
   linear head.
 - SASRec: the prompt is added to the item embeddings before SASRec multiplies them by sqrt(d), so it
@@ -207,7 +208,9 @@ class PCL(SharedBackbone):
         return SequenceEncoder(self.backbone, lambda: self._view(task))  # rebuilt in every step's graph
 
     def _head(self, task: TaskInfo) -> nn.Module:
-        if task.kind != "item_rec" or self.settings.item_head != "tied":
+        # A task with its own catalogue (own_items) has no input embeddings to tie to: its own softmax.
+        own = task.kind == "item_rec" and self.stream.task(task.name).items is not None
+        if task.kind != "item_rec" or self.settings.item_head != "tied" or own:
             return self.make_head(task, self.backbone)
         bias = self.cfg.train_for(task.index, task.name).head_bias
         if self.settings.tied_bias == "log_prior":
