@@ -89,7 +89,7 @@ def data_prepare(config: ConfigOpt = "ml1m", set_: SetOpt = None, out: OutOpt = 
     typer.echo(json.dumps(s, indent=2) if as_json else format_stream_stats(s) + f"\n\nwritten to {where}")
 
 
-FORMATS_HELP = "csv, tsv, parquet, grouplens, recbole, conure, tenrec"
+FORMATS_HELP = "csv, tsv, parquet, grouplens, recbole, conure, tenrec, tenrec_lifelong (a folder)"
 
 
 @data_app.command("stats")
