@@ -9,12 +9,16 @@ one; `pcl:T1` is the pretrained backbone alone. Only tasks learned before the he
 named, so no feature has seen its labels. Every feature set is fitted on the same users and splits
 (the held-out task's own 80/5/15 split of the stream): standardised on the training users, then a
 two-layer MLP (256 hidden units, ReLU, dropout 0.2, Adam lr 1e-3, batch 64) trained up to 100 epochs,
-stopped 10 epochs after the best validation accuracy. Reported per feature set, over the bench's
-seeds (each seed's runs, the MLP seeded by it): test accuracy at the best validation epoch, that
-epoch, and the seconds of MLP training until it.
+stopped 10 epochs after the best validation accuracy. The feature set `scratch:N` is the
+baseline without pretraining: user embeddings learned from scratch with the MLP, as the mean of
+trainable item embeddings (d = 64, N(0, 0.1^2)) over the user's last N items (30: what the item tasks'
+vectors read in ml1m_paper; 200: what its profile tasks read). Reported per feature
+set, over the bench's seeds (each seed's runs, the MLP seeded by it): test accuracy at the best
+validation epoch, that epoch, and the seconds of training until it; `--plot` draws validation
+accuracy against epochs and against seconds (seed `--seeds[0]`).
 
     python bench/universal_mlp.py runs/bench/ml1m_paper --task T4 --seeds 0 1 2 \
-        --features pcl:T1 pcl:T2+T3 pcl:T2 pcl:T3 conure:T3 stl:T3
+        --features pcl:T1 pcl:T2+T3 scratch:30 scratch:200 --plot bench/universal_mlp_T4.png
 """
 
 from __future__ import annotations
@@ -64,18 +68,45 @@ def features(bench: Path, seed: int, spec: str, stream, users: np.ndarray, held_
     return np.concatenate(parts, axis=1)
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, seed: int) -> dict:
+SCRATCH_DIM = 64
+
+
+class ScratchUsers(nn.Module):
+    """A user vector learned from scratch: the mean of trainable item embeddings over the user's items."""
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.items = nn.Embedding(n_items + 1, SCRATCH_DIM, padding_idx=0)
+        nn.init.normal_(self.items.weight, std=0.1)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.items(w).sum(1) / (w > 0).sum(1, keepdim=True).clamp(min=1)
+
+
+def mlp(d_in: int, n_classes: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(d_in, HIDDEN), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(HIDDEN, n_classes))
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, seed: int, n_items: int = 0) -> dict:
+    """x: [n, d] frozen features, standardised here; or with n_items > 0, [n, L] item windows for
+    user embeddings learned from scratch."""
     torch.manual_seed(seed)
     tr = split == TRAIN
-    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
-    xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
     yt = torch.from_numpy(y.astype(np.int64))
-    model = nn.Sequential(nn.Linear(x.shape[1], HIDDEN), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(HIDDEN, n_classes))
+    if n_items:
+        xt = torch.from_numpy(x)
+        model: nn.Module = nn.Sequential(ScratchUsers(n_items), mlp(SCRATCH_DIM, n_classes))
+    else:
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
+        model = mlp(x.shape[1], n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     idx = {s: torch.from_numpy(np.flatnonzero(split == s)) for s in (TRAIN, VALID, TEST)}
     gen = torch.Generator().manual_seed(seed)
     best = (-1.0, 0, 0.0, 0.0)  # valid accuracy, epoch, test accuracy, seconds until then
-    spent, curve = 0.0, []
+    spent, curve, clock = 0.0, [], []
 
     def accuracy(s: int) -> float:
         model.eval()
@@ -95,11 +126,19 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, see
         spent += time.perf_counter() - t0
         v = accuracy(VALID)
         curve.append(round(v, 4))
+        clock.append(round(spent, 3))
         if v > best[0]:
             best = (v, epoch, accuracy(TEST), spent)
         elif epoch - best[1] >= PATIENCE:
             break
-    return {"valid": best[0], "epoch": best[1], "test": best[2], "seconds": best[3], "valid_curve": curve}
+    return {
+        "valid": best[0],
+        "epoch": best[1],
+        "test": best[2],
+        "seconds": best[3],
+        "valid_curve": curve,
+        "seconds_curve": clock,
+    }
 
 
 def main() -> None:
@@ -109,6 +148,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--features", nargs="+", required=True)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--plot", type=Path, help="draw validation accuracy against epochs and seconds here (PNG)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results: dict[str, list[dict]] = {f: [] for f in args.features}
@@ -119,9 +159,16 @@ def main() -> None:
         td = stream.task(args.task)
         majority = np.bincount(td.target[td.split == TRAIN]).argmax()
         for spec in args.features:
-            x = features(args.bench, seed, spec, stream, td.user, args.task)
-            r = fit_mlp(x, td.target, td.split, len(td.classes or []), seed)
-            r["dim"], r["majority_test"] = x.shape[1], float((td.target[td.split == TEST] == majority).mean())
+            if spec.startswith("scratch:"):
+                lengths = np.diff(stream.offsets)[td.user]
+                x = windows(stream.offsets, stream.seq_items, td.user, lengths, int(spec.split(":")[1]))
+                r = fit_mlp(x, td.target, td.split, len(td.classes or []), seed, n_items=stream.n_items)
+                r["dim"] = SCRATCH_DIM
+            else:
+                x = features(args.bench, seed, spec, stream, td.user, args.task)
+                r = fit_mlp(x, td.target, td.split, len(td.classes or []), seed)
+                r["dim"] = x.shape[1]
+            r["majority_test"] = float((td.target[td.split == TEST] == majority).mean())
             results[spec].append(r)
             print(
                 f"seed {seed} {spec}: dim {r['dim']}, test {r['test']:.4f} at epoch {r['epoch']} ({r['seconds']:.1f} s)"
@@ -140,6 +187,26 @@ def main() -> None:
         )
     maj = [r["majority_test"] for r in next(iter(results.values()))]
     print(f"| *majority class* | - | {np.mean(maj):.4f} | - | - |")
+    if args.plot:
+        plot(results, args.task, args.seeds[0], args.plot)
+
+
+def plot(results: dict[str, list[dict]], task: str, seed: int, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for spec, rs in results.items():
+        r = rs[0]
+        a.plot(range(1, len(r["valid_curve"]) + 1), r["valid_curve"], label=spec)
+        b.plot(r["seconds_curve"], r["valid_curve"], label=spec)
+    a.set(xlabel="epoch", ylabel=f"{task} validation accuracy", title=f"MLP on frozen user features (seed {seed})")
+    b.set(xlabel="seconds of training")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 if __name__ == "__main__":
