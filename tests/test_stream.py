@@ -146,9 +146,15 @@ def test_builtin_configs_validate():
         assert [t.name for t in cfg.tasks] == ["T1", "T2", "T3", "T4", "T5", "T6"]
     assert load_config("ml1m", ["train.epochs=1"]).train.epochs == 1
     from lifelongrec.config import builtin_config_names
+    from lifelongrec.tabular.config import load_tabular_config
 
     for name in builtin_config_names():  # every shipped config loads (sources are not opened here)
-        assert load_config(name).tasks[0].kind == "next_item"
+        if name == "adult":
+            assert load_tabular_config(name).new_tasks == ["education"]
+            with pytest.raises(ConfigError, match="tabular multi-task config"):
+                load_config(name)
+        else:
+            assert load_config(name).tasks[0].kind == "next_item"
 
 
 @pytest.mark.parametrize(

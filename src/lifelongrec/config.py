@@ -440,6 +440,11 @@ def load_config(
     path_or_name: str | Path, overrides: list[str] | None = None, method: str | None = None
 ) -> StreamConfig:
     data, where = _read_yaml(path_or_name)
+    if data.get("setting") == "tabular":
+        raise ConfigError(
+            f"{path_or_name}: a tabular multi-task config, not a stream: run it with "
+            f"`lifelongrec tabular run --config {path_or_name}`"
+        )
     data = with_method(apply_overrides(data, overrides or []), method)
     # Relative data paths are relative to the config file, so a config travels with its data.
     src = data.get("source")
