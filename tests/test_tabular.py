@@ -88,3 +88,64 @@ def test_bad_input_is_named(tmp_path):
     cfg = load_tabular_config(config(tmp_path, csv), ["tasks.0.positive=[maybe]"])
     with pytest.raises(DataError, match="every training row has label 0"):
         build_tabular(cfg)
+
+
+def test_mptrec_new_task_has_the_authors_parameter_count():
+    """Census shapes (mptrec.md section 4): D_in 123, d 128, towers [64, 32]: 27,063 trainable."""
+    from lifelongrec.tabular.config import MPTRecSettings, TabularModel
+    from lifelongrec.tabular.mptrec import MPTRec, MPTRecNewTask
+
+    m = TabularModel(field_dim=3, d=128, expert=[256, 128], tower=[64, 32])
+    base = MPTRec([5] * 41, m, ["a", "b"], n_train_rows=10)  # 41 fields x 3 = 123 inputs
+    new = MPTRecNewTask(base, m, MPTRecSettings(), "c")
+    assert sum(p.numel() for p in new.parameters() if p.requires_grad) == 27_063
+    fixed = MPTRecNewTask(base, m, MPTRecSettings(attention="fixed", gate="fixed"), "c")
+    assert sum(p.numel() for p in fixed.parameters() if p.requires_grad) == 128 + 10_369  # prompt + tower
+
+
+def test_stage_one_resumes_exactly(tmp_path):
+    """The environment labels and the epoch counter live in the model's state: 2 + 2 epochs = 4."""
+    import torch
+
+    from lifelongrec.tabular.mptrec import MPTRec
+    from lifelongrec.tabular.train import train_model
+
+    cfg = load_tabular_config(config(tmp_path, table(tmp_path, n=300)), ["mptrec.recluster_every=1"])
+    data = build_tabular(cfg)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(msg, *a, **k):
+        if msg.startswith("epoch 2:"):  # logged after the epoch's checkpoint is written
+            raise Killed
+
+    def learn(out, log=None):
+        torch.manual_seed(0)
+        model = MPTRec(data.cardinalities, cfg.model, cfg.pretrain, len(data.rows(TRAIN)))
+        train = cfg.train.model_copy(update={"epochs": 4, "patience": 9})
+        return train_model(data, model, cfg.mptrec, train, out, log)[1].model
+
+    once = learn(tmp_path / "once")
+    with pytest.raises(Killed):
+        learn(tmp_path / "twice", kill_after_epoch_2)
+    again = learn(tmp_path / "twice")
+    for (k, a), b in zip(once.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_the_experiment_end_to_end(tmp_path):
+    from typer.testing import CliRunner
+
+    from lifelongrec.cli import app
+
+    cfg = config(tmp_path, table(tmp_path, n=300))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["tabular", "run", "--config", str(cfg), "--seeds", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for method in ("mptrec", "shared_bottom*", "mmoe*", "ple*", "single_task", "full_retraining"):
+        assert f"| {method} |" in r.output
+    assert r.output.count("yes, every seed") == 4  # the four frozen-stage-1 methods keep the old tasks
+    assert "*logistic_regression* (reference)" in r.output and (out / "report.md").is_file()
+    bad = CliRunner().invoke(app, ["tabular", "run", "--config", str(cfg), "--methods", "maml"])
+    assert bad.exit_code != 0 and "unknown methods ['maml']" in bad.output

@@ -12,6 +12,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from .errors import LifelongrecError
+from .tabular.cli import tabular_app  # its heavy imports are inside the command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continual user-representation learning.")
 logger = logging.getLogger("lifelongrec")
@@ -221,6 +222,7 @@ def pretrain_cmd(
 
 stream_app = typer.Typer(no_args_is_help=True, help="Learn a stream of tasks with a continual method.")
 app.add_typer(stream_app, name="stream")
+app.add_typer(tabular_app, name="tabular")
 
 
 @stream_app.command("run")
