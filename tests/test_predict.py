@@ -14,8 +14,10 @@ from lifelongrec.errors import LifelongrecError
 from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
 
+ALL_METHODS = ["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl", "pcl", "mptrec"]
 
-@pytest.fixture(scope="module", params=["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl", "pcl"])
+
+@pytest.fixture(scope="module", params=ALL_METHODS)
 def run_dir(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     with pytest.MonkeyPatch.context() as mp:

@@ -26,7 +26,7 @@ def _cli(*args: str) -> list[str]:
 @pytest.mark.parametrize(
     "method, task",
     # PCL is killed in T3, whose contextual prompt attends over T2's cached prompt
-    [("peterrec", "T2"), ("pcl", "T3")],
+    [("peterrec", "T2"), ("pcl", "T3"), ("mptrec", "T3")],
 )
 def test_kill_9_mid_task_then_resume_matches_uninterrupted(tmp_path, method, task):
     cfg_path = synthetic_config(tmp_path, "nextitnet")

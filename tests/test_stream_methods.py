@@ -11,7 +11,7 @@ from synthetic import after_t1, synthetic_config
 from lifelongrec.config import load_config
 from lifelongrec.runner import run_stream
 
-METHODS = ["seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl"]
+METHODS = ["seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl", "mptrec"]
 FAST = ["train.epochs=2", "train.patience=5"]
 
 
@@ -26,7 +26,7 @@ def test_method_runs_the_stream(tmp_path, method, backbone):
         for line in (tmp_path / "run" / "matrix.csv").read_text().splitlines()[1:]
     ]
     assert len(R) == 3 and all(not np.isnan(R[i][i]) for i in range(3))
-    if method in ("sinmo", "finesmax", "stl", "peterrec", "mtl", "conure", "pcl"):
+    if method in ("sinmo", "finesmax", "stl", "peterrec", "mtl", "conure", "pcl", "mptrec"):
         for i in range(3):  # zero forgetting, exactly
             for j in range(i):
                 assert R[i][j] == R[j][j], (method, i, j)

@@ -251,6 +251,23 @@ class SharedBackbone(Method):
     def task_net(self, task: str) -> TaskNet:
         return self.net(SequenceEncoder(self.backbone), self.heads[task], module=self.module())
 
+    def frozen_embedding_head(self, task: TaskInfo, item_head: str, tied_bias: str) -> nn.Module:
+        """A later task's head over a frozen backbone (PCL, MPT-Rec): an item task scores against the
+        frozen item embeddings with a bias of its own (`item_head: tied`, so an item the task never saw
+        as a target can still rank), or learns its own item matrix (`softmax`, and always for a task
+        with its own catalogue, which has no input embeddings to tie to); a profile task, a linear head.
+        The tied head's bias starts at the log frequency of the task's training targets
+        (`tied_bias: log_prior`) or as train.head_bias says (`train`)."""
+        own = task.kind == "item_rec" and self.stream.task(task.name).items is not None
+        if task.kind != "item_rec" or item_head != "tied" or own:
+            return self.make_head(task, self.backbone)
+        bias = "log_prior" if tied_bias == "log_prior" else self.cfg.train_for(task.index, task.name).head_bias
+        start = cast(ItemHead, new_head(self.stream, task.name, self.backbone.d, bias))  # for its bias only
+        tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
+        with torch.no_grad():
+            tied.bias.copy_(start.bias)
+        return tied.to(self.device)
+
     def module(self) -> nn.Module:
         return nn.ModuleDict({"backbone": self.backbone, "heads": self.heads})
 

@@ -49,7 +49,7 @@ Switches (pcl.md's alternatives; the defaults above are its suggested resolution
 from __future__ import annotations
 
 import math
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +59,6 @@ from torch import nn
 from ..backbones import Backbone, View
 from ..config import MethodSettings, TrainConfig
 from ..errors import LifelongrecError
-from ..heads import ItemHead
-from ..objectives import new_head
 from ..tasknet import Batch, SequenceEncoder, TaskNet, pool
 from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
 
@@ -207,20 +205,6 @@ class PCL(SharedBackbone):
             return ContextEncoder(self.backbone, tp, self.settings)
         return SequenceEncoder(self.backbone, lambda: self._view(task))  # rebuilt in every step's graph
 
-    def _head(self, task: TaskInfo) -> nn.Module:
-        # A task with its own catalogue (own_items) has no input embeddings to tie to: its own softmax.
-        own = task.kind == "item_rec" and self.stream.task(task.name).items is not None
-        if task.kind != "item_rec" or self.settings.item_head != "tied" or own:
-            return self.make_head(task, self.backbone)
-        bias = self.cfg.train_for(task.index, task.name).head_bias
-        if self.settings.tied_bias == "log_prior":
-            bias = "log_prior"
-        start = cast(ItemHead, new_head(self.stream, task.name, self.backbone.d, bias))  # for its bias only
-        tied = ItemHead(self.backbone.d, self.stream.n_items, tied=self.backbone.item_embedding)
-        with torch.no_grad():
-            tied.bias.copy_(start.bias)
-        return tied.to(self.device)
-
     def before_task(self, task: TaskInfo) -> TaskNet:
         if task.index == 0:
             return self.learn_first_task(task)
@@ -233,7 +217,7 @@ class PCL(SharedBackbone):
         tp = TaskPrompt(shape, s.task_dim, s.prompt_init_std, len(earlier), context).to(self.device)
         tp.attend_to(earlier)
         self.prompts[task.name] = tp
-        head = self.heads[task.name] = self._head(task)
+        head = self.heads[task.name] = self.frozen_embedding_head(task, s.item_head, s.tied_bias)
         module = nn.ModuleDict({"prompt": tp, "head": head})
         return self.net(self._encoder(task.name), head, tp, head, module=module)
 

@@ -1,0 +1,53 @@
+"""MPT-Rec in the stream (option B of mptrec.md section 7): a frozen backbone, per task an expert, a
+prompt and (after the first) attention over the earlier prompts; old tasks bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from synthetic import read_matrix, synthetic_config
+
+from lifelongrec.config import load_config
+from lifelongrec.data.prepare import open_stream
+from lifelongrec.methods import TaskInfo, build_method
+from lifelongrec.methods.mptrec import TaskPromptExperts
+from lifelongrec.runner import run_stream
+
+FAST = ["train.epochs=2", "train.patience=5"]
+
+
+def test_a_later_task_attends_over_the_earlier_prompts_and_trains_only_its_own_parts(tmp_path):
+    cfg = load_config(synthetic_config(tmp_path), FAST, method="mptrec")
+    stream, _ = open_stream(cfg)
+    m = build_method("mptrec", cfg, stream)
+    for i, (name, kind) in enumerate([("T1", "next_item"), ("T2", "item_rec")]):
+        m.before_task(TaskInfo(name, kind, i))
+        m.after_task(TaskInfo(name, kind, i))
+    net = m.before_task(TaskInfo("T3", "classify", 2))
+    t2, t3 = m.tasks["T2"], m.tasks["T3"]
+    assert isinstance(t3, TaskPromptExperts) and len(t3.earlier) == 1 and not hasattr(t2, "project")
+    assert torch.equal(t3.earlier_prompts[0], t2.prompt) and all(not p.requires_grad for p in t2.parameters())
+    own = {id(p) for p in [*t3.expert.parameters(), t3.prompt, *t3.project.parameters(), *t3.gate.parameters()]}
+    head = {id(p) for p in m.heads["T3"].parameters()}
+    assert {id(p) for p in net.params} == own | head  # not the backbone, not the copies of T2's expert
+    d = m.backbone.d
+    assert sum(p.numel() for p in net.params) == 2 * (d * d + d) + d + (d * d // 2 + d * d // 2 + 2 * d) + 2 * d + (
+        d * 2 + 2
+    )
+
+
+VARIANTS = [[], ["method.attention=fixed", "method.gate=fixed"], ["method.attention=task_embedding"]]
+
+
+@pytest.mark.parametrize("sets", VARIANTS)
+def test_the_stream_learns_without_forgetting(tmp_path, sets):
+    cfg = load_config(synthetic_config(tmp_path), [*FAST, *sets], method="mptrec")
+    run = tmp_path / "run"
+    s = run_stream(cfg, "mptrec", run, log=lambda *_: None)
+    R = read_matrix(run)
+    assert R[1][0] == R[0][0] and R[2][0] == R[0][0] and R[2][1] == R[1][1]
+    t3 = load_file(run / "adapters" / "T3" / "adapter.safetensors")
+    assert "task.earlier_prompts" in t3 and "task.earlier.0.0.weight" in t3  # served alone on the base
+    assert not any(k.startswith("backbone.") for k in t3)  # the backbone is the base's, stored once
+    assert s["complete"]
