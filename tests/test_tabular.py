@@ -43,7 +43,7 @@ tasks:
   - {{name: local, column: local, positive: ["L"]}}
 pretrain: [buys, big]
 split: {{mode: train_rows, train_rows: [0, 150], seed: 1}}
-model: {{field_dim: 4, d: 8, expert: [16, 8], tower: [8]}}
+model: {{field_dim: 4, expert: [16, 8], tower: [8]}}
 train: {{epochs: 3, patience: 3, batch_size: 32, seed: 0, threads: 1}}
 {extra}
 """
@@ -95,7 +95,7 @@ def test_mptrec_new_task_has_the_authors_parameter_count():
     from lifelongrec.tabular.config import MPTRecSettings, TabularModel
     from lifelongrec.tabular.mptrec import MPTRec, MPTRecNewTask
 
-    m = TabularModel(field_dim=3, d=128, expert=[256, 128], tower=[64, 32])
+    m = TabularModel(field_dim=3, expert=[256, 128], tower=[64, 32])
     base = MPTRec([5] * 41, m, ["a", "b"], n_train_rows=10)  # 41 fields x 3 = 123 inputs
     new = MPTRecNewTask(base, m, MPTRecSettings(), "c")
     assert sum(p.numel() for p in new.parameters() if p.requires_grad) == 27_063
@@ -149,3 +149,7 @@ def test_the_experiment_end_to_end(tmp_path):
     assert "*logistic_regression* (reference)" in r.output and (out / "report.md").is_file()
     bad = CliRunner().invoke(app, ["tabular", "run", "--config", str(cfg), "--methods", "maml"])
     assert bad.exit_code != 0 and "unknown methods ['maml']" in bad.output
+    # Other settings into the same folder: refused by the checkpoints, not silently continued.
+    other = ["tabular", "run", "--config", str(cfg), "--seeds", "1", "--out", str(out), "--set", "model.field_dim=2"]
+    r = CliRunner().invoke(app, [*other, "--methods", "mptrec"])
+    assert r.exit_code != 0 and "trained with other settings" in str(r.exception or r.output)

@@ -57,8 +57,8 @@ class TabularSplit(Strict):
 
 class TabularModel(Strict):
     field_dim: int = Field(default=4, ge=1)  # embedding size of every field
-    d: int = Field(default=128, ge=1)  # expert output = prompt size
-    expert: list[int] = Field(default_factory=lambda: [256, 128])  # hidden sizes; the last is d
+    # hidden sizes of every expert; the last is d, the size of u, s_t and the prompts
+    expert: list[int] = Field(default_factory=lambda: [256, 128], min_length=1)
     tower: list[int] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     mmoe_experts: int = Field(default=3, ge=1)

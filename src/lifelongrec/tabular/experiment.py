@@ -63,7 +63,8 @@ def _stage1(name: str, data: TabularData, cfg: TabularConfig, tasks: list[str]) 
 def _fit(data, model, cfg: TabularConfig, seed: int, out: Path) -> dict:
     train = cfg.train.model_copy(update={"seed": seed})
     t0 = time.perf_counter()
-    result, obj = train_model(data, model, cfg.mptrec, train, out)
+    key = {"config": cfg.model_dump(mode="json", exclude={"train"}), "model": type(model).__name__}
+    result, obj = train_model(data, model, cfg.mptrec, train, out, key=key)
     return {
         "test": {k.removeprefix("AUC_"): v for k, v in result.test.items() if k != "AUC_sum"},
         "best_epoch": result.best_epoch,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
-from ..engine import FitResult, Objective, fit
+from ..engine import FitResult, Objective, fit, resume_key
 from ..metrics import auc
 from .config import MPTRecSettings
 from .data import TRAIN, TabularData
@@ -113,9 +113,17 @@ class TabularObjective(Objective):
 
 
 def train_model(
-    data: TabularData, model: MultiTask, settings: MPTRecSettings, train: TrainConfig, out: Path, log=None
+    data: TabularData,
+    model: MultiTask,
+    settings: MPTRecSettings,
+    train: TrainConfig,
+    out: Path,
+    log=None,
+    key: dict | None = None,
 ) -> tuple[FitResult, TabularObjective]:
+    """Fit `model` into `out` (resuming from its checkpoint); `key` names everything else the run
+    depends on (the config), so a checkpoint of other settings is refused rather than continued."""
     torch.manual_seed(train.seed)
     obj = TabularObjective(data, model, settings, train.epochs)
-    result = fit(obj, train, out, log=log or (lambda *a, **k: None))
+    result = fit(obj, train, out, log=log or (lambda *a, **k: None), key=resume_key(train, **(key or {})))
     return result, obj
