@@ -123,7 +123,7 @@ def test_run_folder_is_base_plus_adapters(runs):
 
 
 def test_no_method_module_is_imported_or_named_outside_the_methods():
-    names = ["seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl", "mptrec"]
+    names = ["seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl", "mptrec", "mptrec_faithful"]
     pattern = re.compile(
         r"methods\.(" + "|".join(names) + r")\b|from \.methods import .*\b(" + "|".join(names) + r")\b"
     )

@@ -3,6 +3,8 @@ prompt and (after the first) attention over the earlier prompts; old tasks bit f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -51,3 +53,22 @@ def test_the_stream_learns_without_forgetting(tmp_path, sets):
     assert "task.earlier_prompts" in t3 and "task.earlier.0.0.weight" in t3  # served alone on the base
     assert not any(k.startswith("backbone.") for k in t3)  # the backbone is the base's, stored once
     assert s["complete"]
+
+
+def test_faithful_learns_t1_jointly_with_t2_then_prompts_alone(tmp_path):
+    """mptrec_faithful: T1 changes once (stage 1, with T2), never after; a later task trains no expert."""
+    from lifelongrec.predict import Predictor
+
+    cfg = load_config(synthetic_config(tmp_path), FAST, method="mptrec_faithful")
+    run = tmp_path / "run"
+    s = run_stream(cfg, "mptrec_faithful", run, log=lambda *_: None)
+    R = read_matrix(run)
+    assert s["complete"] and R[2][0] == R[1][0] and R[2][1] == R[1][1]
+    t3 = load_file(run / "adapters" / "T3" / "adapter.safetensors")
+    assert not any(k.startswith("task.expert.") for k in t3) and "task.earlier.1.0.weight" in t3
+    t1 = load_file(run / "adapters" / "T1" / "adapter.safetensors")
+    assert any(k.startswith("task.expert.") for k in t1)  # T1 is served through its stage-1 expert
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["trainable_parameters"] > rows[2]["trainable_parameters"]  # stage 1 trains the backbone
+    p = Predictor(run)
+    assert p.recommend("T1", ["i1", "i2", "i3"], k=3)["items"] and p.classify("T3", ["i1", "i2"])["class"]

@@ -14,7 +14,7 @@ from lifelongrec.errors import LifelongrecError
 from lifelongrec.predict import Predictor
 from lifelongrec.runner import run_stream
 
-ALL_METHODS = ["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl", "pcl", "mptrec"]
+ALL_METHODS = ["peterrec", "stl", "conure", "seqft", "sinmo", "finesmax", "mtl", "pcl", "mptrec", "mptrec_faithful"]
 
 
 @pytest.fixture(scope="module", params=ALL_METHODS)

@@ -25,8 +25,9 @@ def _cli(*args: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "method, task",
-    # PCL is killed in T3, whose contextual prompt attends over T2's cached prompt
-    [("peterrec", "T2"), ("pcl", "T3"), ("mptrec", "T3")],
+    # PCL is killed in T3, whose contextual prompt attends over T2's cached prompt; mptrec_faithful in
+    # its joint stage 1 (T2 with T1's loss through the trainable backbone)
+    [("peterrec", "T2"), ("pcl", "T3"), ("mptrec_faithful", "T2")],
 )
 def test_kill_9_mid_task_then_resume_matches_uninterrupted(tmp_path, method, task):
     cfg_path = synthetic_config(tmp_path, "nextitnet")

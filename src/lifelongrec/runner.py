@@ -271,7 +271,13 @@ def _run_stream(
         done["method"] = method.extra_state()
         sizes = export_run(out, method, cfg, stream, done["rows"])
         entry.update(sizes[name])
-        entry["added_bytes"] = sizes[name]["adapter_bytes"] + (sizes["_base"]["base_bytes"] if i == 0 else 0)
+        # What learning this task added to the run's stored tensors: its adapter (the base too, with the
+        # first task), plus whatever it added to earlier adapters (mptrec_faithful's stage 1 gives T1 an
+        # expert) or to the base.
+        stored = sizes["_base"]["base_bytes"] + sum(v["adapter_bytes"] for k, v in sizes.items() if k != "_base")
+        before = done.get("stored_bytes", sum(r["added_bytes"] for r in done["rows"][:-1]))
+        entry["added_bytes"] = stored - before
+        done["stored_bytes"] = stored
         write_reports(out, order, done, method, sizes)
         with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
             done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())

@@ -55,10 +55,14 @@ class TaskPromptExperts(nn.Module):
 
     earlier_prompts: torch.Tensor
 
-    def __init__(self, d: int, n_earlier: int, settings: MPTRecSettings) -> None:
+    def __init__(self, d: int, n_earlier: int, settings: MPTRecSettings, own_expert: bool = True) -> None:
         super().__init__()
+        if not (own_expert or n_earlier):
+            raise ValueError("a task without an expert of its own needs earlier experts to mix")
         self.settings = settings
-        self.expert = _expert(d)
+        # The paper's new task has no expert of its own, only the mix of the earlier ones
+        # (mptrec_faithful); the sequential form gives every task one (the first has nothing to mix).
+        self.expert = _expert(d) if own_expert else None
         self.prompt = nn.Parameter(torch.randn(d))  # N(0, 1), as the authors' task embeddings
         self.earlier = nn.ModuleList(_expert(d) for _ in range(n_earlier))
         self.register_buffer("earlier_prompts", torch.zeros(n_earlier, d))
@@ -72,6 +76,7 @@ class TaskPromptExperts(nn.Module):
     def copy_earlier(self, earlier: list[TaskPromptExperts]) -> None:
         with torch.no_grad():
             for j, e in enumerate(earlier):
+                assert e.expert is not None  # only tasks with an expert of their own are mixed
                 self.earlier[j].load_state_dict(e.expert.state_dict())
                 self.earlier_prompts[j] = e.prompt
         for p in self.earlier.parameters():
@@ -79,7 +84,7 @@ class TaskPromptExperts(nn.Module):
 
     def forward(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """u: [B, L, d] frozen states, x: [B, d] input summary -> f [B, L, d]."""
-        s = self.expert(u)
+        s = self.expert(u) if self.expert is not None else torch.zeros_like(u)
         n = len(self.earlier)
         if n:
             st = self.settings
@@ -99,15 +104,16 @@ class TaskPromptExperts(nn.Module):
 
 
 class PromptExpertEncoder(SequenceEncoder):
-    """The frozen backbone, then a task's prompt-scaled experts on its states."""
+    """The backbone (frozen, unless `train_backbone`: mptrec_faithful's joint stage 1), then a task's
+    prompt-scaled experts on its states."""
 
-    def __init__(self, backbone: Backbone, task: TaskPromptExperts) -> None:
+    def __init__(self, backbone: Backbone, task: TaskPromptExperts, train_backbone: bool = False) -> None:
         super().__init__(backbone)
-        self.task = task
+        self.task, self.train_backbone = task, train_backbone
 
     def states(self, batch: Batch) -> torch.Tensor:
         items = batch["items"]
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             u = self.backbone.encode(items)
             x = pool(F.embedding(items, self.backbone.item_embedding.weight, padding_idx=0), items, "mean")
         return self.task(u, x)
@@ -171,7 +177,8 @@ class MPTRec(SharedBackbone):
         sd = strip("task", tensors)
         if not sd:
             return net  # T1
-        s = MPTRecSettings.model_validate(config["settings"])
-        tp = TaskPromptExperts(base.backbone.d, len(sd["earlier_prompts"]), s)
+        s = cls.Settings.model_validate(config["settings"])
+        own = any(k.startswith("expert.") for k in sd)
+        tp = TaskPromptExperts(base.backbone.d, len(sd["earlier_prompts"]), s, own_expert=own)  # type: ignore[arg-type]
         tp.load_state_dict(sd)
         return TaskNet(PromptExpertEncoder(base.backbone, tp.to(device).eval()), net.head, net.module, [])

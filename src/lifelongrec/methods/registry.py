@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..config import MethodSettings
     from .base import Method
 
-BUILTIN = ("seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl", "mptrec")
+BUILTIN = ("seqft", "sinmo", "finesmax", "stl", "mtl", "peterrec", "conure", "pcl", "mptrec", "mptrec_faithful")
 METHODS: dict[str, type[Method]] = {}
 
 
