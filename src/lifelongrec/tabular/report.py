@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..significance import paired_t_test
 from .data import TEST, TRAIN, VALID, TabularData
 
 
@@ -54,20 +55,31 @@ def render(result: dict, refs: dict[str, dict[str, float]], new_task: str, old_t
         "new task and their share of full retraining (all tasks, embeddings included); FLOPs of one training "
         "step (forward + backward, one batch); seconds of training the new task.",
         "",
-        "| method | AUC | trainable | % of full | FLOPs / step | seconds | old tasks unchanged |",
-        "|---|---|---|---|---|---|---|",
+        "| method | AUC | vs full retraining (p) | trainable | % of full | FLOPs / step | seconds | old tasks kept |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    full_auc = [r["test"][new_task] for r in full]
     for name in seeds[0]:
         rows = [s[name][new_task] for s in seeds]
         share = f"{100 * rows[0]['trainable_parameters'] / full_params:.1f}%" if full_params else "-"
         kept = [r.get("old_tasks_unchanged") for r in rows]
         unchanged = "-" if kept[0] is None else ("yes, every seed" if all(kept) else f"NO ({kept.count(False)})")
+        aucs = [r["test"][new_task] for r in rows]
+        versus = "-"
+        if name != "full_retraining" and len(full_auc) == len(aucs) > 1:
+            t = paired_t_test(aucs, full_auc)
+            versus = f"{t['mean_difference']:+.4f} (p={t['p']:.2g})"
         lines.append(
-            f"| {name} | {_ms([r['test'][new_task] for r in rows])} | {rows[0]['trainable_parameters']:,} | "
-            f"{share} | {rows[0]['flops_per_step']:,} | {_ms([r['train_seconds'] for r in rows])} | {unchanged} |"
+            f"| {name} | {_ms(aucs)} | {versus} | {rows[0]['trainable_parameters']:,} | {share} | "
+            f"{rows[0]['flops_per_step']:,} | {_ms([r['train_seconds'] for r in rows])} | {unchanged} |"
         )
     for ref, by_task in refs.items():
-        lines.append(f"| *{ref}* (reference) | {by_task[new_task]:.4f} | - | - | - | - | - |")
+        lines.append(f"| *{ref}* (reference) | {by_task[new_task]:.4f} | - | - | - | - | - | - |")
+    lines += [
+        "",
+        "(p: two-sided paired t-test over seeds against full retraining, no correction for multiple "
+        "comparisons; seconds are wall-clock training time on a shared machine, compare them as ratios.)",
+    ]
     lines += ["", "Stage 1 (the pre-training tasks, learned jointly), test AUC:", ""]
     lines.append("| model | " + " | ".join(old_tasks) + " |")
     lines.append("|---" * (len(old_tasks) + 1) + "|")
