@@ -153,3 +153,16 @@ def test_the_experiment_end_to_end(tmp_path):
     other = ["tabular", "run", "--config", str(cfg), "--seeds", "1", "--out", str(out), "--set", "model.field_dim=2"]
     r = CliRunner().invoke(app, [*other, "--methods", "mptrec"])
     assert r.exit_code != 0 and "trained with other settings" in str(r.exception or r.output)
+
+
+def test_a_label_column_of_many_values_is_one_against_the_rest(tmp_path):
+    """A task's label is 1 where its column holds one of `positive`, 0 for every other value."""
+    csv = table(tmp_path)
+    cfg = load_tabular_config(
+        config(tmp_path, csv),
+        ["categorical=[color]", "missing=[]", "tasks.2.column=city", "tasks.2.positive=[a]"],
+    )
+    d = build_tabular(cfg)
+    city = np.array([line.split(",")[2] for line in csv.read_text().splitlines()[1:]])
+    assert set(city) == {"a", "b", "?"}
+    assert (d.labels["local"] == (city == "a")).all()
