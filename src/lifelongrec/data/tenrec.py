@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Columns
 from ..errors import DataError
-from .readers import Scan, _check_header, _csv_scan, _needed
+from .readers import Scan, _check_header, _delimited
 
 _TENREC_VALUES = ["click", "follow", "like", "share", "watching_times"]
 _TENREC_LABELS = ["gender", "age"]
@@ -18,10 +18,8 @@ _TENREC_LABELS = ["gender", "age"]
 
 def tenrec(path: Path, cols: Columns | None, encoding: str = "utf-8", max_line_size: int | None = None) -> Scan:
     """Tenrec CSVs: no timestamp, file order is click order; gender/age repeated on every row."""
-    header = _check_header(
-        path, ",", encoding, {"user": "user_id", "item": "item_id"} if cols is None else _needed(cols)
-    )
-    if cols is None:
+    if cols is None:  # the default columns, with the value and label columns this file has
+        header = _check_header(path, ",", encoding, {"user": "user_id", "item": "item_id"})
         cols = Columns(
             user="user_id",
             item="item_id",
@@ -29,19 +27,7 @@ def tenrec(path: Path, cols: Columns | None, encoding: str = "utf-8", max_line_s
             values=[v for v in _TENREC_VALUES if v in header],
             labels=[v for v in _TENREC_LABELS if v in header],
         )
-    sql, read = _csv_scan(path, ",", True, encoding, varchar=[cols.user, cols.item], max_line_size=max_line_size)
-    return Scan(
-        path,
-        sql,
-        cols.user,
-        cols.item,
-        cols.timestamp,
-        list(cols.values),
-        list(cols.labels),
-        header=header,
-        csv=read,
-        varchar=[cols.user, cols.item],
-    )
+    return _delimited(path, ",", cols, encoding, max_line_size=max_line_size)
 
 
 def _tenrec_files(folder: Path) -> list[Path]:

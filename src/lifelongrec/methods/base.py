@@ -275,6 +275,21 @@ class SharedBackbone(Method):
         return prefixed("backbone", self.backbone)
 
 
+class FrozenAfterFirst(SharedBackbone):
+    """Methods that freeze the backbone and the item embeddings once T1 is learned and tune small task
+    parts afterwards (PCL's prompts, MPT-Rec's experts), at their own learning rate `method.lr` (None:
+    the task's train.lr)."""
+
+    def phase_train(self, task: TaskInfo, phase: int, train: TrainConfig) -> TrainConfig:
+        lr = getattr(self.settings, "lr", None)
+        return train if task.index == 0 or lr is None else train.model_copy(update={"lr": lr})
+
+    def after_task(self, task: TaskInfo) -> None:
+        super().after_task(task)
+        if task.index == 0:
+            self.freeze(self.backbone)  # and with it the item embeddings
+
+
 class BackbonePerTask(Method):
     """Methods that keep one backbone per task (SinMo, STL, MTL); a finished task's model is frozen.
     The first task's backbone is the run's base; every later task's adapter holds its own model."""

@@ -30,9 +30,9 @@ from pydantic import Field
 from torch import nn
 
 from ..backbones import Backbone
-from ..config import MethodSettings, TrainConfig
+from ..config import MethodSettings
 from ..tasknet import Batch, SequenceEncoder, TaskNet, pool
-from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
+from .base import FrozenAfterFirst, LoadedBase, TaskInfo, prefixed, strip
 
 
 class MPTRecSettings(MethodSettings):
@@ -119,7 +119,7 @@ class PromptExpertEncoder(SequenceEncoder):
         return self.task(u, x)
 
 
-class MPTRec(SharedBackbone):
+class MPTRec(FrozenAfterFirst):
     name = "mptrec"
     Settings = MPTRecSettings
     settings: MPTRecSettings
@@ -146,17 +146,9 @@ class MPTRec(SharedBackbone):
         module = nn.ModuleDict({"task": tp, "head": head})
         return self.net(self._encoder(task.name), head, tp, head, module=module)
 
-    def phase_train(self, task: TaskInfo, phase: int, train: TrainConfig) -> TrainConfig:
-        if task.index == 0 or self.settings.lr is None:
-            return train
-        return train.model_copy(update={"lr": self.settings.lr})
-
     def after_task(self, task: TaskInfo) -> None:
-        if task.index == 0:
-            super().after_task(task)
-            self.freeze(self.backbone)  # and with it the item embeddings
-            return
-        self.freeze(self.tasks[task.name])
+        if task.index > 0:
+            self.freeze(self.tasks[task.name])
         super().after_task(task)
 
     def task_net(self, task: str) -> TaskNet:

@@ -57,10 +57,10 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..backbones import Backbone, View
-from ..config import MethodSettings, TrainConfig
+from ..config import MethodSettings
 from ..errors import LifelongrecError
 from ..tasknet import Batch, SequenceEncoder, TaskNet, pool
-from .base import LoadedBase, SharedBackbone, TaskInfo, prefixed, strip
+from .base import FrozenAfterFirst, LoadedBase, TaskInfo, prefixed, strip
 
 
 class PCLSettings(MethodSettings):
@@ -179,7 +179,7 @@ def _shape(s: PCLSettings, input_length: int, backbone: Backbone) -> tuple[int, 
     return (input_length, backbone.d) if s.depth == "input" else (backbone.n_blocks, input_length, backbone.d)
 
 
-class PCL(SharedBackbone):
+class PCL(FrozenAfterFirst):
     name = "pcl"
     Settings = PCLSettings
     settings: PCLSettings
@@ -221,23 +221,16 @@ class PCL(SharedBackbone):
         module = nn.ModuleDict({"prompt": tp, "head": head})
         return self.net(self._encoder(task.name), head, tp, head, module=module)
 
-    def phase_train(self, task: TaskInfo, phase: int, train: TrainConfig) -> TrainConfig:
-        if task.index == 0 or self.settings.lr is None:
-            return train
-        return train.model_copy(update={"lr": self.settings.lr})
-
     def after_task(self, task: TaskInfo) -> None:
-        if task.index == 0:
-            super().after_task(task)
-            self.freeze(self.backbone)  # and with it the item embeddings
-            return
-        tp = self.prompts[task.name]
-        assert isinstance(tp, TaskPrompt)
-        with torch.no_grad():
-            # a task query: P + C, the same for every user; a sequence query: P (C is per user)
-            tp.final.copy_(tp.prompt if self.settings.query == "sequence" else tp.effective(self.settings.contextual))
-            tp.done.fill_(True)
-        self.freeze(tp)
+        if task.index > 0:
+            tp = self.prompts[task.name]
+            assert isinstance(tp, TaskPrompt)
+            with torch.no_grad():
+                # a task query: P + C, the same for every user; a sequence query: P (C is per user)
+                s = self.settings
+                tp.final.copy_(tp.prompt if s.query == "sequence" else tp.effective(s.contextual))
+                tp.done.fill_(True)
+            self.freeze(tp)
         super().after_task(task)
 
     def task_net(self, task: str) -> TaskNet:

@@ -32,8 +32,8 @@ def tabular_run(
     if unknown:
         raise typer.BadParameter(f"unknown methods {unknown} (known: {', '.join(NEW_TASK_METHODS)})")
     out = out or Path("runs") / cfg.name
-    result = run_experiment(cfg, list(range(seeds)), out, chosen)
     data = build_tabular(cfg)
+    result = run_experiment(cfg, data, list(range(seeds)), out, chosen)
     refs = references(data, [t.name for t in cfg.tasks])
     parts = []
     if result.get("unknown"):

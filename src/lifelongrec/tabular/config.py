@@ -4,7 +4,7 @@ are inputs and how, the yes/no tasks, the split, the models' sizes and the train
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -134,7 +134,3 @@ def load_tabular_config(path_or_name: str | Path, overrides: list[str] | None = 
         return TabularConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation(e, str(path_or_name))) from None
-
-
-def is_tabular(data: dict[str, Any]) -> bool:
-    return data.get("setting") == "tabular"

@@ -39,8 +39,7 @@ def step_flops(model: MultiTask, obj, batch_size: int) -> int:
     """FLOPs of one training step (forward and backward of the loss) on one batch (torch's counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    batch = next(obj.train_batches(np.random.default_rng(0), batch_size))
-    obj.model.epochs_started -= 1  # the peek above must not count as an epoch
+    batch = obj.batch(np.arange(min(batch_size, len(obj.train_rows))), 0.0)
     model.train()
     with FlopCounterMode(display=False) as counter:
         loss, _ = obj.loss(batch, torch.Generator())
@@ -120,10 +119,9 @@ def strip(r: dict) -> dict:
     return {k: v for k, v in r.items() if not k.startswith("_")}
 
 
-def run_experiment(cfg: TabularConfig, seeds: list[int], out: Path, methods: list[str] | None = None) -> dict:
-    from .data import build_tabular
-
-    data = build_tabular(cfg)
+def run_experiment(
+    cfg: TabularConfig, data: TabularData, seeds: list[int], out: Path, methods: list[str] | None = None
+) -> dict:
     methods = list(methods or NEW_TASK_METHODS)
     per_seed = {}
     for seed in seeds:

@@ -52,7 +52,6 @@ class TabularObjective(Objective):
         self.fields = torch.from_numpy(data.fields)
         self.y = {t: torch.from_numpy(data.labels[t]).float() for t in self.tasks}
         self.train_rows = data.rows(TRAIN)
-        self._n_batches = 0
 
     def module(self) -> nn.Module:
         return self.model
@@ -77,14 +76,17 @@ class TabularObjective(Objective):
         order = rng.permutation(len(self.train_rows))  # positions among the training rows
         n = self.n_batches(batch_size)
         for i, s in enumerate(range(0, len(order), batch_size)):
-            pos = order[s : s + batch_size]
-            rows = self.train_rows[pos]
-            yield {
-                "fields": self.fields[rows],
-                "y": {t: self.y[t][rows] for t in self.tasks},
-                "pos": torch.from_numpy(pos),
-                "progress": (started * n + i) / max(1, self.epochs * n),
-            }
+            yield self.batch(order[s : s + batch_size], (started * n + i) / max(1, self.epochs * n))
+
+    def batch(self, pos: np.ndarray, progress: float) -> dict:
+        """The training batch of these positions among the training rows, `progress` of the way through."""
+        rows = self.train_rows[pos]
+        return {
+            "fields": self.fields[rows],
+            "y": {t: self.y[t][rows] for t in self.tasks},
+            "pos": torch.from_numpy(pos),
+            "progress": progress,
+        }
 
     def loss(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, int]:
         m = self.model
