@@ -158,6 +158,10 @@ def test_a_stream_learns_and_serves_the_task_catalogues(tmp_path, method):
     top = p.recommend("T2", hist, k=5)["items"]
     assert len(top) == 5 and all(x["item"].startswith("task_1:") for x in top)
     assert len(p.recommend("T2", hist, k=50)["items"]) == N_ARTICLES  # its catalogue, not the videos
+    read = top[0]["item"]  # an article the user already read: excluded by its own id
+    got = p.recommend("T2", [*hist, read], k=50, exclude_seen=True)
+    assert read not in [x["item"] for x in got["items"]] and len(got["items"]) == N_ARTICLES - 1
+    assert got["unknown_items"] == [read]  # not an input item, and said so
     assert p.recommend("T1", hist, k=3)["items"][0]["item"] in {str(i) for i in range(1, N_VIDEOS + 1)}
     assert (run / "adapters" / "T2" / "targets.parquet").is_file()
     assert not (run / "adapters" / "T4" / "targets.parquet").exists()

@@ -56,6 +56,7 @@ class Predictor:
         self._models: dict[str, TaskNet] = {}
         self._configs: dict[str, dict] = {}
         self._targets: dict[str, np.ndarray | None] = {}  # a task's own catalogue (own_items), else None
+        self._target_index: dict[str, dict[str, int]] = {}  # its ids -> head rows
 
     @property
     def tasks(self) -> list[str]:
@@ -117,7 +118,10 @@ class Predictor:
                 raise LifelongrecError(
                     f"{folder / 'adapter.safetensors'}: does not fit {config['method']} ({e})"
                 ) from None
-            self._targets[task] = read_targets(folder, config)
+            targets = read_targets(folder, config)
+            self._targets[task] = targets
+            if targets is not None:
+                self._target_index[task] = {str(x): i for i, x in enumerate(targets) if i}
             self._configs[task] = config
             self._models[task] = net
             return net
@@ -185,9 +189,10 @@ class Predictor:
             if exclude_seen:
                 scores[ids[0]] = -torch.inf
         elif exclude_seen:  # the task's own catalogue: the history's items by their external ids
-            seen = set(history)
-            scores[torch.tensor([i for i, x in enumerate(names) if x in seen], dtype=torch.long)] = -torch.inf
-        top = torch.topk(scores, min(k, len(scores) - 1))
+            rows = self._target_index[task]
+            scores[torch.tensor([rows[h] for h in set(history) if h in rows], dtype=torch.long)] = -torch.inf
+        # Only candidates: padding and excluded items (score -inf) are never returned, even for a large k.
+        top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
         return {
             "task": task,
             "items": [{"item": names[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())],
