@@ -33,6 +33,13 @@ BUCKETS = ((0, 0, "0"), (1, 5, "1-5"), (6, 20, "6-20"), (21, None, "> 20"))
 
 def target_ranks(run: Path, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(rank of each test target, its count among the task's training targets), in the run's test order."""
+    ranks, _, counts = test_ranks(run, task)
+    return ranks, counts
+
+
+def test_ranks(run: Path, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rank of each test target as the run ranks it, the test examples as (user, end, target) rows
+    in the same order, and each target's count among the task's training targets."""
     cfg = StreamConfig.model_validate(json.loads((run / "config.json").read_text()))
     stream, _ = open_stream(cfg)
     p = Predictor(run)
@@ -48,7 +55,8 @@ def target_ranks(run: Path, task: str) -> tuple[np.ndarray, np.ndarray]:
             seen = obj.seen(es.users[sl], es.ends[sl]) if train.exclude_seen else None
             ranks.append(ranks_full(u, head.items, torch.from_numpy(es.targets[sl]), bias=head.bias, exclude=seen))
     counts = training_item_counts(stream, stream.task(task), train, cfg.input_length(train))
-    return torch.cat(ranks).numpy(), counts[es.targets]
+    rows = np.stack([es.users, es.ends, es.targets], axis=1).astype(np.int64)
+    return torch.cat(ranks).numpy(), rows, counts[es.targets]
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import stream_yaml
+from conftest import stream_yaml, write
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream, prepare
@@ -131,7 +131,6 @@ def test_min_length_too_small_for_split(tmp_path, ratings_csv, users_csv):
 
 
 def test_unknown_labels_are_skipped(tmp_path, ratings_csv):
-    from conftest import write
 
     users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,0,0\nu2,F,18\nu3,M,35\nu4,F,25\nu5,M,56\n")
     cfg = load_config(stream_yaml(tmp_path, ratings_csv, users), ["source.unknown_labels=[0]"])
@@ -281,7 +280,6 @@ def test_binary_task_with_declared_classes_and_bins(tmp_path, ratings_csv, users
 
 
 def test_binary_task_skips_unknown_labels(tmp_path, ratings_csv):
-    from conftest import write
 
     users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,0,0\nu2,F,18\nu3,M,35\nu4,F,25\nu5,M,56\n")
     stream, _ = _binary(tmp_path, ratings_csv, users, "{field: gender, positive: F}", ["source.unknown_labels=[0]"])
@@ -305,7 +303,6 @@ def test_binary_task_needs_exactly_two_values(tmp_path, ratings_csv, users_csv, 
 
 
 def test_binary_task_with_one_value_is_an_error(tmp_path, ratings_csv):
-    from conftest import write
 
     users = write(tmp_path / "u.csv", "user_id,gender,age\nu1,F,1\nu2,F,18\nu3,F,35\nu4,F,25\nu5,F,56\n")
     with pytest.raises(DataError, match="found 1: 'F'"):
@@ -328,3 +325,50 @@ def test_positive_is_only_for_binary_tasks(tmp_path, ratings_csv, users_csv):
     path = stream_yaml(tmp_path, ratings_csv, users_csv)
     with pytest.raises(ConfigError, match="label.positive is for binary tasks"):
         load_config(path, ["tasks.2.label={field: gender, positive: F}"])
+
+
+def test_position_cuts_each_timeline_and_first_per_user_keeps_the_next_targets(tmp_path, ratings_csv, users_csv):
+    """`position` (i / n of the user's time-ordered events) splits a timeline into an input past and a
+    target future; first_per_user keeps each user's earliest targets; gt/lt are strict bounds."""
+    text = f"""
+name: future
+source:
+  path: {ratings_csv}
+  format: csv
+  columns: {{user: user_id, item: item_id, timestamp: timestamp, rating: rating}}
+  profiles: {{path: {users_csv}, format: csv, user: user_id}}
+sequence: {{filter: {{column: position, lt: 0.5}}, min_length: 2, max_length: 10}}
+split: {{seed: 7, fractions: [0.6, 0.2, 0.2]}}
+tasks:
+  - {{name: T1, kind: next_item}}
+  - name: T2
+    kind: item_rec
+    filter: [{{column: position, min: 0.5}}, {{column: rating, min: 3}}]
+    first_per_user: 1
+  - {{name: T3, kind: item_rec, filter: {{column: rating, gt: 3, lt: 5}}}}
+"""
+    stream, _ = prepare(load_config(write(tmp_path / "future.yaml", text)), tmp_path / "out")
+    assert _seqs(stream) == {
+        "u1": ["b", "c", "a", "d"],
+        "u2": ["a", "b", "c"],
+        "u3": ["c", "d", "e"],
+        "u4": ["g", "f", "e", "d"],
+        "u5": ["f", "e", "d"],
+        "u6": ["a", "b"],
+    }
+    t2 = stream.task("T2")
+    got = sorted((stream.users[u], stream.items[t]) for u, t in zip(t2.user, t2.target))
+    assert got == [("u1", "e"), ("u2", "d"), ("u3", "f"), ("u4", "b"), ("u6", "c")]  # u5's future is rated 1
+    assert stream.manifest["tasks"]["T2"]["targets_also_in_input"] == 0  # the future is never read
+    t3 = stream.task("T3")
+    assert sorted((stream.users[u], stream.items[t]) for u, t in zip(t3.user, t3.target)) == [
+        ("u1", "d"),
+        ("u2", "f"),
+        ("u4", "b"),
+    ]
+
+
+def test_an_unknown_filter_column_names_position_among_the_choices(tmp_path, ratings_csv, users_csv):
+    cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.filter.column=stars"])
+    with pytest.raises(ConfigError, match="filter column 'stars'.*position"):
+        prepare(cfg, tmp_path / "out")

@@ -64,6 +64,8 @@ class TaskConfig(Strict):
     own_items: bool = False
     # item_rec: keep only each user's latest k target events (Tenrec's T2 keeps the last 3 clicks).
     last_per_user: int | None = Field(default=None, ge=1)
+    # item_rec: keep only each user's earliest k target events (with a `position` cut: the next k).
+    first_per_user: int | None = Field(default=None, ge=1)
     # Overrides of the training knobs for this task alone, on top of `train` (and `finetune` after the
     # first task): e.g. profile tasks reading a longer history with a pooled user vector.
     train: dict[str, Any] | None = None
@@ -78,7 +80,8 @@ class TaskConfig(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:
         return _omit_defaults(
-            handler(self), {"train": None, "cold_items": None, "own_items": False, "last_per_user": None}
+            handler(self),
+            {"train": None, "cold_items": None, "own_items": False, "last_per_user": None, "first_per_user": None},
         )
 
     @field_validator("label", mode="before")
@@ -90,7 +93,7 @@ class TaskConfig(Strict):
     def _kind_fields(self) -> TaskConfig:
         if self.kind == "item_rec" and self.filter is None:
             raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
-        for field in ("cold_items", "last_per_user"):
+        for field in ("cold_items", "last_per_user", "first_per_user"):
             if getattr(self, field) is not None and self.kind != "item_rec":
                 raise ValueError(f"task {self.name}: {field} is for item_rec tasks, not {self.kind}")
         if self.own_items and self.kind != "item_rec":

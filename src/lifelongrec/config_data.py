@@ -116,12 +116,19 @@ class SourceConfig(_TextEncoding):
 
 
 class Filter(Strict):
-    """Keep the events whose `column` passes every bound that is set."""
+    """Keep the events whose `column` passes every bound that is set (min/max inclusive, gt/lt strict).
+
+    Besides the data's value columns, `position` is always there: an event's place in its user's
+    time-ordered events, i / n for the i-th of n (0 for the first; every event of the store counts,
+    whatever the filters). It cuts each timeline into a past and a future: input events with
+    `{column: position, lt: 0.8}`, targets with `{column: position, min: 0.8}`."""
 
     column: str = "rating"
     eq: float | None = None
     min: float | None = None
     max: float | None = None
+    gt: float | None = None
+    lt: float | None = None
     isin: list[float] | None = Field(default=None, alias="in")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

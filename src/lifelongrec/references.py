@@ -103,6 +103,16 @@ def _distinct_inputs(td: TaskData, mask: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def most_popular(stream: Stream, task: str, train: TrainConfig, max_length: int) -> dict:
+    r = most_popular_ranks(stream, task, train, max_length)
+    out: dict = rank_metrics(r, train.ks, ci=True)
+    out["protocol"] = "full" + ("-exclude-seen" if train.exclude_seen else "")
+    out["examples"] = len(r)
+    return out
+
+
+def most_popular_ranks(stream: Stream, task: str, train: TrainConfig, max_length: int) -> np.ndarray:
+    """The rank of each test target (the task's test examples in stream order) when every item is
+    scored by its count among the task's training targets."""
     td = stream.task(task)
     counts = training_item_counts(stream, td, train, max_length)
     te = td.split == TEST
@@ -116,10 +126,7 @@ def most_popular(stream: Stream, task: str, train: TrainConfig, max_length: int)
             ex, f = order[a:b], first[c * CHUNK : (c + 1) * CHUNK]
             seen = segments(stream, td.user[f], np.zeros(len(f)), td.end[f])
             r[ex] = popularity_ranks(counts, targets[ex], seen, inv[ex] - c * CHUNK)
-    out: dict = rank_metrics(r, train.ks, ci=True)
-    out["protocol"] = "full" + ("-exclude-seen" if train.exclude_seen else "")
-    out["examples"] = len(r)
-    return out
+    return r
 
 
 def majority(stream: Stream, task: str) -> dict:

@@ -28,6 +28,7 @@ from .store import InteractionStore, vocab_hash
 FORMAT_VERSION = 1
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "valid", "test")
+POSITION = "position"  # the filter column every store has: an event's place in its user's timeline
 
 
 @dataclass
@@ -88,12 +89,15 @@ def _mask(store: InteractionStore, f: Filter | list[Filter] | None) -> np.ndarra
         for one in f:
             m &= _mask(store, one)
         return m
-    if f.column not in store.values:
+    if f.column in store.values:
+        v = store.values[f.column]
+    elif f.column == POSITION:
+        v = _timeline_position(store)
+    else:
         raise ConfigError(
             f"filter column '{f.column}' is not in the data (value columns: "
-            f"{', '.join(store.values) or 'none'}); set source.columns.rating or .values"
+            f"{', '.join([*store.values, POSITION])}); set source.columns.rating or .values"
         )
-    v = store.values[f.column]
     m = np.ones(len(v), dtype=bool)
     if f.eq is not None:
         m &= v == f.eq
@@ -101,9 +105,21 @@ def _mask(store: InteractionStore, f: Filter | list[Filter] | None) -> np.ndarra
         m &= v >= f.min
     if f.max is not None:
         m &= v <= f.max
+    if f.gt is not None:
+        m &= v > f.gt
+    if f.lt is not None:
+        m &= v < f.lt
     if f.isin is not None:
         m &= np.isin(v, np.asarray(f.isin, dtype=v.dtype))
     return m
+
+
+def _timeline_position(store: InteractionStore) -> np.ndarray:
+    """Each event's place in its user's events, i / n for the i-th of n (the store keeps them in time
+    order), so a fixed bound splits every timeline at the same fraction."""
+    lengths = store.lengths()
+    first = np.repeat(store.offsets[:-1], lengths)
+    return (np.arange(store.n_events) - first) / np.repeat(np.maximum(lengths, 1), lengths)
 
 
 def _sub_csr(offsets: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -165,13 +181,17 @@ def _cold_items(td: TaskData, fraction: float, split: SplitConfig) -> tuple[Task
     return out, {"items": len(cold), "of": len(items), "training_examples_dropped": int((~keep).sum())}
 
 
-def _latest_per_user(mask: np.ndarray, event_user: np.ndarray, k: int) -> np.ndarray:
-    """`mask` keeping only each user's latest k events (the store holds events by user, in time order)."""
+def _per_user(mask: np.ndarray, event_user: np.ndarray, k: int, latest: bool) -> np.ndarray:
+    """`mask` keeping only each user's latest (or earliest) k events (the store holds events by user,
+    in time order)."""
     idx = np.flatnonzero(mask)
     u = event_user[idx]
-    later = np.searchsorted(u, u, side="right") - 1 - np.arange(len(u))  # kept events of the user after it
+    if latest:
+        beyond = np.searchsorted(u, u, side="right") - 1 - np.arange(len(u))  # the user's kept events after it
+    else:
+        beyond = np.arange(len(u)) - np.searchsorted(u, u, side="left")  # the user's kept events before it
     out = mask.copy()
-    out[idx[later >= k]] = False
+    out[idx[beyond >= k]] = False
     return out
 
 
@@ -198,9 +218,14 @@ def _item_rec_task(
     lengths: np.ndarray,
     split: SplitConfig,
 ) -> TaskData:
-    """One example per target event of a kept user (its latest `last_per_user` ones), reading the user's
+    """One example per target event of a kept user (its latest `last_per_user` and earliest
+    `first_per_user` ones), reading the user's
     whole input sequence. Targets are input-vocabulary items, or the task's own catalogue (own_items)."""
-    m = event_mask if t.last_per_user is None else _latest_per_user(event_mask, event_user, t.last_per_user)
+    m = event_mask
+    if t.last_per_user is not None:
+        m = _per_user(m, event_user, t.last_per_user, latest=True)
+    if t.first_per_user is not None:
+        m = _per_user(m, event_user, t.first_per_user, latest=False)
     u = new_index[event_user[m]].astype(np.int32)
     raw = store.item_seq[m]
     items = None
