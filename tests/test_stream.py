@@ -372,3 +372,17 @@ def test_an_unknown_filter_column_names_position_among_the_choices(tmp_path, rat
     cfg = load_config(stream_yaml(tmp_path, ratings_csv, users_csv), ["sequence.filter.column=stars"])
     with pytest.raises(ConfigError, match="filter column 'stars'.*position"):
         prepare(cfg, tmp_path / "out")
+
+
+def test_a_filter_without_strict_bounds_dumps_as_before_they_existed():
+    """Runs and caches compare dumped configs: a new option at its default must not change them."""
+    from lifelongrec.config import Filter
+
+    assert Filter(max=3).model_dump(mode="json", by_alias=True) == {
+        "column": "rating",
+        "eq": None,
+        "min": None,
+        "max": 3.0,
+        "in": None,
+    }
+    assert Filter(lt=0.8).model_dump(mode="json", by_alias=True)["lt"] == 0.8

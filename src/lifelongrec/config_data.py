@@ -133,6 +133,10 @@ class Filter(Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"gt": None, "lt": None})
+
 
 class SplitConfig(Strict):
     seed: int = 42
