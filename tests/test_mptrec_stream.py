@@ -12,8 +12,11 @@ from synthetic import read_matrix, synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
+from lifelongrec.engine import fit
 from lifelongrec.methods import TaskInfo, build_method
 from lifelongrec.methods.mptrec import TaskPromptExperts
+from lifelongrec.methods.mptrec_faithful import Disentangle
+from lifelongrec.objectives import objective_for
 from lifelongrec.runner import run_stream
 
 FAST = ["train.epochs=2", "train.patience=5"]
@@ -72,3 +75,36 @@ def test_faithful_learns_t1_jointly_with_t2_then_prompts_alone(tmp_path):
     assert rows[1]["trainable_parameters"] > rows[2]["trainable_parameters"]  # stage 1 trains the backbone
     p = Predictor(run)
     assert p.recommend("T1", ["i1", "i2", "i3"], k=3)["items"] and p.classify("T3", ["i1", "i2"])["class"]
+
+
+def test_gradient_reversal_is_the_identity_forward_and_negates_the_gradient():
+    from lifelongrec.tabular.mptrec import grl_alpha, reverse_grad
+
+    x = torch.randn(4, 3, requires_grad=True)
+    y = reverse_grad(x, 0.5)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, -0.5))
+    assert grl_alpha(0.0) == 0.0 and 0.99 < grl_alpha(1.0) < 1.0
+
+
+@pytest.mark.parametrize("weights", [("0.9", "0.1"), ("0", "0")])
+def test_faithful_stage1_trains_the_environment_classifier_only_when_its_terms_are_on(tmp_path, weights):
+    """Stage 1's generic and adversarial terms (mptrec.md eq. 8): with them, the environment classifier
+    learns and counts every optimizer step (the reversal schedule); without them, it is never used."""
+    g, e = weights
+    sets = [*FAST, f"method.generic_weight={g}", f"method.env_weight={e}"]
+    cfg = load_config(synthetic_config(tmp_path), sets, method="mptrec_faithful")
+    stream, _ = open_stream(cfg)
+    m = build_method("mptrec_faithful", cfg, stream)
+    m.before_task(TaskInfo("T1", "next_item", 0))
+    m.after_task(TaskInfo("T1", "next_item", 0))
+    net = m.before_task(TaskInfo("T2", "item_rec", 1))
+    assert any(isinstance(cb, Disentangle) for cb in net.callbacks) == (g != "0")
+    clf = net.module["env"]
+    before = clf.linear.weight.detach().clone()
+    obj = objective_for(stream, "T2", net, cfg)
+    fit(obj, cfg.train, tmp_path / "fit", log=lambda *_: None)
+    moved = not torch.equal(before, clf.linear.weight)
+    assert moved == (g != "0")
+    assert int(clf.steps) == (obj.n_batches(cfg.train.batch_size) * 2 if g != "0" else 0)

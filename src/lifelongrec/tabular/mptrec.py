@@ -28,6 +28,8 @@ size instead of the steps per epoch); the frozen stage-1 model runs in eval mode
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +47,11 @@ class _ReverseGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         return -ctx.alpha * grad, None
+
+
+def reverse_grad(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The identity forward; the gradient times -alpha backward."""
+    return cast(torch.Tensor, _ReverseGrad.apply(x, alpha))
 
 
 def grl_alpha(progress: float) -> float:
@@ -109,7 +116,7 @@ class MPTRec(MultiTask):
             generic_loss = torch.stack([F.binary_cross_entropy_with_logits(generic[t], y[t]) for t in self.tasks])
             loss = loss + settings.generic_weight * generic_loss.sum()
         if settings.env_weight:
-            q = self.env_classifier(_ReverseGrad.apply(u, grl_alpha(progress)))
+            q = self.env_classifier(reverse_grad(u, grl_alpha(progress)))
             loss = loss + settings.env_weight * F.cross_entropy(q, self.env[rows])
         return loss
 
