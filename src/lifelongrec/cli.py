@@ -398,6 +398,28 @@ def predict_cmd(
         typer.echo(json.dumps(out))
 
 
+@app.command("serve")
+def serve_cmd(
+    run: Annotated[Path, typer.Argument(help="a stream run folder")],
+    host: Annotated[str, typer.Option(help="the address to bind (0.0.0.0 exposes it to the network)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="require header X-API-Key equal to this environment variable's value")
+    ] = None,
+) -> None:
+    """Serve every task of a run over HTTP (needs the `serve` extra); OpenAPI docs at /docs."""
+    try:
+        import uvicorn
+
+        from .serve import Service, api_key_from_env, create_app
+    except ImportError as e:
+        raise LifelongrecError(f"serving needs the serve extra: pip install 'lifelongrec[serve]' ({e})") from None
+    key = api_key_from_env(api_key_env)
+    service = Service(run)  # every adapter loads and is checked here, before the port opens
+    typer.echo(f"serving {len(service.task_names)} tasks of {run} on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(create_app(service, key), host=host, port=port, log_level="warning")
+
+
 def user_error(e: BaseException) -> str | None:
     """The one-line message of an error the user caused, or None for a bug. Besides our own errors,
     an operating-system error on a path the user gave (a folder where a file was expected, a name too

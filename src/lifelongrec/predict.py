@@ -174,7 +174,16 @@ class Predictor:
         return {"task": UNIVERSAL, "tasks": tasks, "combine": how, "vector": v.tolist(), "unknown_items": unknown}
 
     @torch.no_grad()
-    def recommend(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:
+    def recommend(
+        self,
+        task: str,
+        history: list[str],
+        k: int = 10,
+        exclude_seen: bool = False,
+        candidates: list[str] | None = None,
+    ) -> dict:
+        """The top k items for a history; `candidates`: rank only these ids (the ones the task cannot
+        rank are listed in `unknown_candidates`)."""
         m = self.model(task)
         if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
@@ -191,13 +200,17 @@ class Predictor:
         elif exclude_seen:  # the task's own catalogue: the history's items by their external ids
             rows = self._target_index[task]
             scores[torch.tensor([rows[h] for h in set(history) if h in rows], dtype=torch.long)] = -torch.inf
+        out: dict = {"task": task}
+        if candidates is not None:
+            rows = self.index if self._targets[task] is None else self._target_index[task]
+            keep = torch.zeros_like(scores, dtype=torch.bool)
+            keep[torch.tensor([rows[c] for c in candidates if c in rows], dtype=torch.long)] = True
+            scores = torch.where(keep, scores, torch.tensor(-torch.inf))
+            out["unknown_candidates"] = [c for c in candidates if c not in rows]
         # Only candidates: padding and excluded items (score -inf) are never returned, even for a large k.
         top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
-        return {
-            "task": task,
-            "items": [{"item": names[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())],
-            "unknown_items": unknown,
-        }
+        items = [{"item": names[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        return {**out, "items": items, "unknown_items": unknown}
 
     @torch.no_grad()
     def classify(self, task: str, history: list[str]) -> dict:

@@ -22,7 +22,7 @@ The variants of the authors' code are settings: attention `fixed` (1/(n-1) each)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +121,7 @@ class PromptExpertEncoder(SequenceEncoder):
 
 class MPTRec(FrozenAfterFirst):
     name = "mptrec"
-    Settings = MPTRecSettings
+    Settings: ClassVar[type[MethodSettings]] = MPTRecSettings
     settings: MPTRecSettings
 
     def __init__(self, cfg, stream) -> None:

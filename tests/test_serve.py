@@ -1,0 +1,114 @@
+"""`lifelongrec serve`: every task of a finished run over HTTP, checked with FastAPI's test client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from synthetic import synthetic_config
+
+from lifelongrec.config import load_config
+from lifelongrec.errors import LifelongrecError
+from lifelongrec.predict import Predictor
+from lifelongrec.runner import run_stream
+from lifelongrec.serve import api_key_from_env, create_app
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIFELONGREC_CACHE", str(tmp / "cache"))
+        cfg = load_config(synthetic_config(tmp), ["train.epochs=2"])
+        run_stream(cfg, "pcl", tmp / "run", log=lambda *_: None)
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    with TestClient(create_app(run_dir)) as c:
+        yield c
+
+
+def test_health_ready_tasks_and_openapi(client, run_dir):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").json()["tasks"] == 3
+    tasks = {t["name"]: t for t in client.get("/tasks").json()}
+    assert set(tasks) == {"T1", "T2", "T3"} and tasks["T3"]["kind"] == "classify" and tasks["T2"]["method"] == "pcl"
+    cfg = json.loads((run_dir / "adapters" / "T2" / "adapter_config.json").read_text())
+    assert (
+        tasks["T2"]["adapter_sha256"] == cfg["sha256"]
+        and tasks["T2"]["test_metrics"]["MRR@5"] == cfg["metrics"]["MRR@5"]
+    )
+    assert "/recommend" in client.get("/openapi.json").json()["paths"]
+
+
+def test_answers_equal_the_predictors(client, run_dir):
+    p = Predictor(run_dir)
+    hist = ["i1", "i2", "i3", "nope"]
+    r = client.post("/recommend", json={"task": "T2", "history": hist, "k": 5, "exclude_seen": True}).json()
+    assert r == p.recommend("T2", hist, 5, True)
+    assert r["unknown_items"] == ["nope"]
+    c = client.post("/classify", json={"task": "T3", "history": hist}).json()
+    assert c == p.classify("T3", hist) and c["class"] in ("F", "M")
+    e = client.post("/embed", json={"task": "universal", "history": hist}).json()
+    assert e["vector"] == pytest.approx(p.embed("universal", hist)["vector"]) and e["tasks"]
+
+
+def test_candidates_restrict_the_ranking_and_unknown_ones_are_reported(client):
+    r = client.post("/recommend", json={"task": "T2", "history": ["i1"], "k": 10, "candidates": ["i4", "i7", "zzz"]})
+    body = r.json()
+    assert r.status_code == 200 and {x["item"] for x in body["items"]} == {"i4", "i7"}
+    assert body["unknown_candidates"] == ["zzz"]
+
+
+def test_batches_answer_in_order_and_name_the_request_at_fault(client):
+    reqs = [{"task": "T2", "history": ["i1"], "k": 3}, {"task": "T1", "history": ["i2", "i3"], "k": 2}]
+    out = client.post("/recommend/batch", json={"requests": reqs}).json()
+    assert [o["task"] for o in out] == ["T2", "T1"] and [len(o["items"]) for o in out] == [3, 2]
+    bad = client.post(
+        "/classify/batch", json={"requests": [{"task": "T3", "history": ["i1"]}, {"task": "T3", "history": ["x"]}]}
+    )
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("request 1: none of the 1 item ids")
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status", "message"),
+    [
+        ("/recommend", {"task": "T9", "history": ["i1"]}, 404, "unknown task 'T9'"),
+        ("/recommend", {"task": "T3", "history": ["i1"]}, 422, "use /classify"),
+        ("/classify", {"task": "T2", "history": ["i1"]}, 422, "use /recommend"),
+        ("/recommend", {"task": "T2", "history": []}, 422, "at least 1 item"),
+        ("/recommend", {"task": "T2", "history": ["i1"], "k": 0}, 422, "greater than or equal to 1"),
+        ("/embed", {"task": "T2", "history": ["unknown"]}, 422, "none of the 1 item ids"),
+    ],
+)
+def test_bad_requests_get_clear_errors(client, route, body, status, message):
+    r = client.post(route, json=body)
+    assert r.status_code == status and message in json.dumps(r.json())
+
+
+def test_api_key(run_dir, monkeypatch):
+    monkeypatch.setenv("LLR_KEY", "s3cret")
+    with TestClient(create_app(run_dir, api_key_from_env("LLR_KEY"))) as c:
+        assert c.get("/health").status_code == 200  # probes need no key
+        assert c.get("/tasks").status_code == 401
+        assert c.get("/tasks", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/tasks", headers={"X-API-Key": "s3cret"}).status_code == 200
+    monkeypatch.delenv("LLR_KEY")
+    with pytest.raises(LifelongrecError, match="LLR_KEY is not set"):
+        api_key_from_env("LLR_KEY")
+
+
+def test_an_adapter_that_does_not_match_the_base_stops_the_start(run_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "run"
+    shutil.copytree(run_dir, bad)
+    cfg_file = bad / "adapters" / "T2" / "adapter_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["base_fingerprint"] = "0" * 64
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(LifelongrecError, match="T2"), TestClient(create_app(bad)):
+        pass
