@@ -90,3 +90,24 @@ def test_cli_predict_with_histories_file(run_dir, tmp_path):
     bad.write_text("i1\n\n")
     r = CliRunner().invoke(app, ["predict", str(run_dir), "--task", "T2", "--histories", str(bad)])
     assert r.exit_code != 0 and "line 2" in str(r.exception)
+
+
+def test_many_histories_in_one_pass_answer_as_one_at_a_time(run_dir):
+    """The batched forms (what the server's micro-batches call) left-pad histories of different
+    lengths into one batch: every answer equals the one-history answer."""
+    p = Predictor(run_dir)
+    hists = [["i1"], ["i2", "i3", "i4", "i5", "nope"], ["i6", "i1"]]
+    many = p.recommend_many("T2", hists, k=4, exclude_seen=True)
+    for h, got in zip(hists, many):
+        one = p.recommend("T2", h, k=4, exclude_seen=True)
+        assert [x["item"] for x in got["items"]] == [x["item"] for x in one["items"]]
+        assert [x["score"] for x in got["items"]] == pytest.approx([x["score"] for x in one["items"]], abs=1e-5)
+        assert got["unknown_items"] == one["unknown_items"]
+    for h, got in zip(hists, p.classify_many("T3", hists)):
+        one = p.classify("T3", h)
+        assert got["class"] == one["class"]
+        assert got["probabilities"] == pytest.approx(one["probabilities"], abs=1e-5)
+    for h, got in zip(hists, p.embed_many("T1", hists)):
+        assert got["vector"] == pytest.approx(p.embed("T1", h)["vector"], abs=1e-5)
+    with pytest.raises(LifelongrecError, match="history 1: none of the 1 item ids"):
+        p.recommend_many("T2", [["i1"], ["nope"]])

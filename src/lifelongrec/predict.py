@@ -126,30 +126,53 @@ class Predictor:
             self._models[task] = net
             return net
 
-    def _ids(self, task: str, history: list[str]) -> tuple[torch.Tensor, list[str]]:
-        """The task's input: the latest items it reads (its adapter's max_length), and the unknown ids."""
+    def known(self, history: list[str]) -> tuple[list[int], list[str]]:
+        """A history's item indices (the ids the run knows, in order) and its unknown ids; an empty or
+        wholly unknown history is an error."""
         if not history:
             raise LifelongrecError("empty history: give at least one item id")
         known = [self.index[h] for h in history if h in self.index]
         unknown = [h for h in history if h not in self.index]
         if not known:
             raise LifelongrecError(f"none of the {len(history)} item ids is in this run's vocabulary: {unknown[:5]}")
-        return torch.tensor([known[-int(self.config(task)["max_length"]) :]], device=self.device), unknown
+        return known, unknown
+
+    def _ids(self, task: str, histories: list[list[str]]) -> tuple[torch.Tensor, list[list[str]]]:
+        """The task's input for many histories, left-padded into one batch: each history's latest items
+        the task reads (its adapter's max_length); and each history's unknown ids. Padding does not
+        change a user vector (both backbones hold padded positions at zero)."""
+        width = int(self.config(task)["max_length"])
+        rows, unknown = [], []
+        for n, h in enumerate(histories):
+            try:
+                known, unk = self.known(h)
+            except LifelongrecError as e:
+                raise LifelongrecError(f"history {n}: {e}" if len(histories) > 1 else str(e)) from None
+            rows.append(known[-width:])
+            unknown.append(unk)
+        ids = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, ids.shape[1] - len(r) :] = torch.tensor(r)
+        return ids.to(self.device), unknown
 
     def _vectors(self, task: str, m: TaskNet, ids: torch.Tensor) -> torch.Tensor:
-        """The user vector the task's head was trained on (its `pooling`: last position or mean)."""
+        """The user vectors the task's head was trained on (its `pooling`: last position or mean)."""
         return head_input(m.encoder, {"items": ids}, self.config(task).get("pooling", "last"))
 
     def _kind(self, task: str) -> str:
         return self.config(task)["kind"]
 
-    @torch.no_grad()
     def embed(self, task: str, history: list[str]) -> dict:
+        return self.embed_many(task, [history])[0]
+
+    @torch.no_grad()
+    def embed_many(self, task: str, histories: list[list[str]]) -> list[dict]:
         if task == UNIVERSAL and task not in self.tasks:
-            return self._universal(history)
+            return [self._universal(h) for h in histories]
         m = self.model(task)
-        ids, unknown = self._ids(task, history)
-        return {"task": task, "vector": self._vectors(task, m, ids)[0].tolist(), "unknown_items": unknown}
+        ids, unknown = self._ids(task, histories)
+        vectors = self._vectors(task, m, ids).tolist()
+        return [{"task": task, "vector": v, "unknown_items": unk} for v, unk in zip(vectors, unknown)]
 
     def _universal(self, history: list[str]) -> dict:
         """The method's universal user representation: its tasks' user vectors, each from the latest
@@ -168,12 +191,11 @@ class Predictor:
         vectors: list[torch.Tensor] = []
         unknown: list[str] = []
         for t in tasks:
-            ids, unknown = self._ids(t, history)
+            ids, (unknown,) = self._ids(t, [history])
             vectors.append(self._vectors(t, self.model(t), ids)[0])
         v = torch.cat(vectors) if how == "concat" else torch.stack(vectors).mean(0)
         return {"task": UNIVERSAL, "tasks": tasks, "combine": how, "vector": v.tolist(), "unknown_items": unknown}
 
-    @torch.no_grad()
     def recommend(
         self,
         task: str,
@@ -184,54 +206,78 @@ class Predictor:
     ) -> dict:
         """The top k items for a history; `candidates`: rank only these ids (the ones the task cannot
         rank are listed in `unknown_candidates`)."""
+        return self.recommend_many(task, [history], k, exclude_seen, candidates)[0]
+
+    @torch.no_grad()
+    def recommend_many(
+        self,
+        task: str,
+        histories: list[list[str]],
+        k: int = 10,
+        exclude_seen: bool = False,
+        candidates: list[str] | None = None,
+    ) -> list[dict]:
+        """recommend for many histories in one forward pass (the same `candidates` for all)."""
         m = self.model(task)
         if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
-        ids, unknown = self._ids(task, history)
-        u = self._vectors(task, m, ids)[0]
+        ids, unknown = self._ids(task, histories)
         head = cast(ItemHead, m.head)
-        scores = head.items @ u + head.bias
-        scores[0] = -torch.inf
+        scores = self._vectors(task, m, ids) @ head.items.T + head.bias
+        scores[:, 0] = -torch.inf
         names = self._targets[task]
-        if names is None:
-            names = self.items
-            if exclude_seen:
-                scores[ids[0]] = -torch.inf
+        own = names is not None
+        rows = self._target_index[task] if own else self.index
+        if exclude_seen and not own:
+            scores.scatter_(1, ids, -torch.inf)  # padding (0) is excluded already
         elif exclude_seen:  # the task's own catalogue: the history's items by their external ids
-            rows = self._target_index[task]
-            scores[torch.tensor([rows[h] for h in set(history) if h in rows], dtype=torch.long)] = -torch.inf
-        out: dict = {"task": task}
+            for i, h in enumerate(histories):
+                scores[i, torch.tensor([rows[x] for x in set(h) if x in rows], dtype=torch.long)] = -torch.inf
+        extra: dict = {}
         if candidates is not None:
-            rows = self.index if self._targets[task] is None else self._target_index[task]
-            keep = torch.zeros_like(scores, dtype=torch.bool)
+            keep = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
             keep[torch.tensor([rows[c] for c in candidates if c in rows], dtype=torch.long)] = True
-            scores = torch.where(keep, scores, torch.tensor(-torch.inf))
-            out["unknown_candidates"] = [c for c in candidates if c not in rows]
+            scores[:, ~keep] = -torch.inf
+            extra["unknown_candidates"] = [c for c in candidates if c not in rows]
+        labels = self.items if names is None else names
         # Only candidates: padding and excluded items (score -inf) are never returned, even for a large k.
-        top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
-        items = [{"item": names[i], "score": float(s)} for s, i in zip(top.values.tolist(), top.indices.tolist())]
-        return {**out, "items": items, "unknown_items": unknown}
+        finite = torch.isfinite(scores).sum(1).tolist()
+        top = torch.topk(scores, min(k, max(finite)))
+        out = []
+        for i, (vals, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            n = min(k, finite[i])
+            items = [{"item": labels[j], "score": float(v)} for v, j in zip(vals[:n], idx[:n])]
+            out.append({"task": task, **extra, "items": items, "unknown_items": unknown[i]})
+        return out
+
+    def classify(self, task: str, history: list[str]) -> dict:
+        return self.classify_many(task, [history])[0]
 
     @torch.no_grad()
-    def classify(self, task: str, history: list[str]) -> dict:
+    def classify_many(self, task: str, histories: list[list[str]]) -> list[dict]:
         m = self.model(task)
         kind, classes = self._kind(task), self.config(task)["classes"]
         if kind not in ("classify", "binary"):
             raise LifelongrecError(f"task '{task}' is an item task: use recommend")
-        ids, unknown = self._ids(task, history)
-        out = m.head(self._vectors(task, m, ids))[0]
+        ids, unknown = self._ids(task, histories)
+        logits = m.head(self._vectors(task, m, ids))
         if kind == "binary":
-            p1 = float(torch.sigmoid(out))
-            probs = [1.0 - p1, p1]
+            p1 = torch.sigmoid(logits.reshape(-1))
+            probs = torch.stack([1.0 - p1, p1], 1)
         else:
-            probs = torch.softmax(out, -1).tolist()
-        best = int(np.argmax(probs))
-        return {
-            "task": task,
-            "class": classes[best],
-            "probabilities": {c: float(x) for c, x in zip(classes, probs)},
-            "unknown_items": unknown,
-        }
+            probs = torch.softmax(logits, -1)
+        out = []
+        for row, unk in zip(probs.tolist(), unknown):
+            best = int(np.argmax(row))
+            out.append(
+                {
+                    "task": task,
+                    "class": classes[best],
+                    "probabilities": {c: float(x) for c, x in zip(classes, row)},
+                    "unknown_items": unk,
+                }
+            )
+        return out
 
     def predict(self, task: str, history: list[str], k: int = 10, exclude_seen: bool = False) -> dict:
         self.model(task)
