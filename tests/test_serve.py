@@ -112,3 +112,61 @@ def test_an_adapter_that_does_not_match_the_base_stops_the_start(run_dir, tmp_pa
     cfg_file.write_text(json.dumps(cfg))
     with pytest.raises(LifelongrecError, match="T2"), TestClient(create_app(bad)):
         pass
+
+
+def _concurrently(client, bodies, route="/recommend"):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda b: client.post(route, json=b), bodies))
+
+
+def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(run_dir):
+    from lifelongrec.serve import Batching
+
+    p = Predictor(run_dir)
+    hists = [[f"i{1 + (i % 9)}", f"i{1 + (i * 7) % 11}"] for i in range(24)]
+    bodies = [{"task": "T2", "history": h, "k": 1 + i % 4} for i, h in enumerate(hists)]
+    with TestClient(create_app(run_dir, batching=Batching(max_batch=64, max_wait_ms=50))) as c:
+        rs = _concurrently(c, bodies)
+        stats = c.get("/stats").json()
+    for b, r in zip(bodies, rs):
+        one = p.recommend("T2", b["history"], b["k"])
+        assert r.status_code == 200 and [x["item"] for x in r.json()["items"]] == [x["item"] for x in one["items"]]
+    assert stats["requests"] == 24 and stats["batches"] < 24  # some requests shared a pass
+
+
+def test_without_batching_every_request_runs_alone(run_dir):
+    from lifelongrec.serve import Batching
+
+    with TestClient(create_app(run_dir, batching=Batching(max_batch=1))) as c:
+        r = c.post("/classify", json={"task": "T3", "history": ["i1"]})
+        assert r.status_code == 200 and c.get("/stats").json() == {"batching": False, "requests": 0, "batches": 0}
+
+
+def test_a_full_queue_answers_429_with_retry_after(run_dir, monkeypatch):
+    import time
+
+    from lifelongrec.serve import Batching
+
+    slow = Predictor.recommend_many
+
+    def recommend_many(self, *a, **kw):
+        time.sleep(0.3)
+        return slow(self, *a, **kw)
+
+    monkeypatch.setattr(Predictor, "recommend_many", recommend_many)
+    with TestClient(create_app(run_dir, batching=Batching(max_batch=2, max_wait_ms=0, queue_size=1))) as c:
+        rs = _concurrently(c, [{"task": "T2", "history": ["i1"]}] * 8)
+    codes = sorted(r.status_code for r in rs)
+    assert 200 in codes and 429 in codes and set(codes) <= {200, 429}
+    assert next(r for r in rs if r.status_code == 429).headers["retry-after"] == "1"
+
+
+def test_one_bad_request_in_a_micro_batch_fails_alone(run_dir):
+    from lifelongrec.serve import Batching
+
+    bodies = [{"task": "T3", "history": ["i1"]}, {"task": "T3", "history": ["unknown"]}] * 4
+    with TestClient(create_app(run_dir, batching=Batching(max_batch=64, max_wait_ms=50))) as c:
+        rs = _concurrently(c, bodies, "/classify")
+    assert [r.status_code for r in rs] == [200, 422] * 4

@@ -406,18 +406,22 @@ def serve_cmd(
     api_key_env: Annotated[
         str | None, typer.Option(help="require header X-API-Key equal to this environment variable's value")
     ] = None,
+    max_batch: Annotated[int, typer.Option(min=1, max=4096, help="micro-batch size; 1 turns batching off")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 2.0,
+    queue_size: Annotated[int, typer.Option(min=1, help="requests held before answering 429")] = 1024,
 ) -> None:
     """Serve every task of a run over HTTP (needs the `serve` extra); OpenAPI docs at /docs."""
     try:
         import uvicorn
 
-        from .serve import Service, api_key_from_env, create_app
+        from .serve import Batching, Service, api_key_from_env, create_app
     except ImportError as e:
         raise LifelongrecError(f"serving needs the serve extra: pip install 'lifelongrec[serve]' ({e})") from None
+    batching = Batching(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
     key = api_key_from_env(api_key_env)
     service = Service(run)  # every adapter loads and is checked here, before the port opens
     typer.echo(f"serving {len(service.task_names)} tasks of {run} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(service, key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(service, key, batching), host=host, port=port, log_level="warning")
 
 
 def user_error(e: BaseException) -> str | None:

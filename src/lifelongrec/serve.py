@@ -14,17 +14,19 @@ artifacts are safetensors and JSON, never pickle.
 those name objects local to create_app.)
 """
 
+import asyncio
 import hmac
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
+from .batching import MicroBatcher, Pending, QueueFull
 from .errors import LifelongrecError
 from .predict import UNIVERSAL, Predictor
 
@@ -98,6 +100,7 @@ def _batch(model: type[BaseModel]) -> type[BaseModel]:
 
 
 RecommendBatch, QueryBatch = _batch(RecommendQuery), _batch(Query)
+OPS = {"recommend": ("next_item", "item_rec"), "classify": ("classify", "binary"), "embed": ("embed",)}
 
 
 class Service:
@@ -111,6 +114,7 @@ class Service:
         self.task_names = set(self.predictor.tasks)
 
     def check_task(self, task: str, *kinds: str) -> None:
+        """404 for a task the run does not have; 422 for one of another kind than the route serves."""
         if task not in self.task_names and not (task == UNIVERSAL and "embed" in kinds):
             raise HTTPException(404, f"unknown task '{task}' (this run has: {', '.join(sorted(self.task_names))})")
         if task in self.task_names and kinds and "embed" not in kinds:
@@ -150,33 +154,32 @@ class Service:
         return self.predictor.embed(q.task, q.history)
 
 
-def _answer(fn, q):
-    try:
-        return fn(q)
-    except LifelongrecError as e:  # the request's fault: an empty or wholly unknown history, ...
-        raise HTTPException(422, str(e)) from None
+class Batching(BaseModel):
+    """Dynamic micro-batching (batching.py); max_batch 1 turns it off (each request alone)."""
+
+    max_batch: int = Field(64, ge=1, le=4096)
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    queue_size: int = Field(1024, ge=1)
 
 
-def _answer_all(fn, queries: list) -> list:
-    """A batch is answered whole or refused whole, naming the first request at fault."""
-    out = []
-    for i, q in enumerate(queries):
-        try:
-            out.append(_answer(fn, q))
-        except HTTPException as e:
-            raise HTTPException(e.status_code, f"request {i}: {e.detail}") from None
-    return out
-
-
-def create_app(run: str | Path | Service, api_key: str | None = None) -> FastAPI:
+def create_app(run: str | Path | Service, api_key: str | None = None, batching: Batching | None = None) -> FastAPI:
     """The app for a run folder (loaded in the lifespan) or an already loaded Service (the CLI loads
     it first, so that a bad artifact is a one-line error, not a traceback from the server)."""
-    state: dict[str, Service] = {}
+    batching = batching or Batching.model_validate({})
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        state["service"] = run if isinstance(run, Service) else await run_in_threadpool(Service, Path(run))
+        svc = run if isinstance(run, Service) else await run_in_threadpool(Service, Path(run))
+        state["service"] = svc
+        if batching.max_batch > 1:
+            state["batcher"] = MicroBatcher(
+                svc.predictor, batching.max_batch, batching.max_wait_ms, batching.queue_size
+            )
+            state["batcher"].start()
         yield
+        if "batcher" in state:
+            await state["batcher"].stop()
         state.clear()
 
     app = FastAPI(
@@ -195,6 +198,30 @@ def create_app(run: str | Path | Service, api_key: str | None = None) -> FastAPI
             raise HTTPException(503, "the run is still loading", headers={"Retry-After": "1"})
         return state["service"]
 
+    async def answer(op: str, q: Query) -> dict:
+        svc = service()
+        svc.check_task(q.task, *OPS[op])
+        extra = q.model_dump(include={"k", "exclude_seen", "candidates"}) if isinstance(q, RecommendQuery) else {}
+        try:
+            batcher: MicroBatcher | None = state.get("batcher")
+            if batcher is None:
+                return await run_in_threadpool(getattr(svc, op), q)
+            return await batcher.submit(Pending(op, q.task, q.history, **extra))
+        except QueueFull:
+            raise HTTPException(429, "too many requests queued; retry shortly", headers={"Retry-After": "1"}) from None
+        except LifelongrecError as e:  # the request's fault: an empty or wholly unknown history, ...
+            raise HTTPException(422, str(e)) from None
+
+    async def answer_all(op: str, queries: list) -> list[dict]:
+        """A batch is answered whole or refused whole, naming the first request at fault."""
+        results = await asyncio.gather(*(answer(op, q) for q in queries), return_exceptions=True)
+        for i, r in enumerate(results):
+            if isinstance(r, HTTPException):
+                raise HTTPException(r.status_code, f"request {i}: {r.detail}", headers=r.headers)
+            if isinstance(r, BaseException):
+                raise r
+        return cast(list[dict], results)
+
     Svc = Annotated[Service, Depends(service)]
     auth = [Depends(authorised)]
 
@@ -211,31 +238,37 @@ def create_app(run: str | Path | Service, api_key: str | None = None) -> FastAPI
     async def tasks(svc: Svc) -> list[TaskInfo]:
         return svc.tasks()
 
+    @app.get("/stats", dependencies=auth)
+    async def stats() -> dict:
+        """Micro-batching so far: requests answered through it and forward passes run."""
+        b: MicroBatcher | None = state.get("batcher")
+        return {"batching": b is not None, "requests": b.requests if b else 0, "batches": b.batches if b else 0}
+
     @app.post("/recommend", dependencies=auth, response_model=Recommendation, response_model_exclude_none=True)
-    async def recommend(q: RecommendQuery, svc: Svc) -> Any:
-        return await run_in_threadpool(_answer, svc.recommend, q)
+    async def recommend(q: RecommendQuery) -> Any:
+        return await answer("recommend", q)
 
     @app.post("/classify", dependencies=auth, response_model=Classification, response_model_by_alias=True)
-    async def classify(q: Query, svc: Svc) -> Any:
-        return await run_in_threadpool(_answer, svc.classify, q)
+    async def classify(q: Query) -> Any:
+        return await answer("classify", q)
 
     @app.post("/embed", dependencies=auth, response_model=Embedding, response_model_exclude_none=True)
-    async def embed(q: Query, svc: Svc) -> Any:
-        return await run_in_threadpool(_answer, svc.embed, q)
+    async def embed(q: Query) -> Any:
+        return await answer("embed", q)
 
     @app.post(
         "/recommend/batch", dependencies=auth, response_model=list[Recommendation], response_model_exclude_none=True
     )
-    async def recommend_batch(b: RecommendBatch, svc: Svc) -> Any:  # type: ignore[valid-type]
-        return await run_in_threadpool(_answer_all, svc.recommend, b.requests)  # type: ignore[attr-defined]
+    async def recommend_batch(b: RecommendBatch) -> Any:  # type: ignore[valid-type]
+        return await answer_all("recommend", b.requests)  # type: ignore[attr-defined]
 
     @app.post("/classify/batch", dependencies=auth, response_model=list[Classification], response_model_by_alias=True)
-    async def classify_batch(b: QueryBatch, svc: Svc) -> Any:  # type: ignore[valid-type]
-        return await run_in_threadpool(_answer_all, svc.classify, b.requests)  # type: ignore[attr-defined]
+    async def classify_batch(b: QueryBatch) -> Any:  # type: ignore[valid-type]
+        return await answer_all("classify", b.requests)  # type: ignore[attr-defined]
 
     @app.post("/embed/batch", dependencies=auth, response_model=list[Embedding], response_model_exclude_none=True)
-    async def embed_batch(b: QueryBatch, svc: Svc) -> Any:  # type: ignore[valid-type]
-        return await run_in_threadpool(_answer_all, svc.embed, b.requests)  # type: ignore[attr-defined]
+    async def embed_batch(b: QueryBatch) -> Any:  # type: ignore[valid-type]
+        return await answer_all("embed", b.requests)  # type: ignore[attr-defined]
 
     return app
 

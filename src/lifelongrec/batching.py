@@ -1,0 +1,114 @@
+"""Dynamic micro-batching for the server: requests wait in a bounded queue; a worker takes up to
+`max_batch` of them (waiting at most `max_wait_ms` after the first for more), groups those that can
+share one forward pass (the same task and operation, and for recommend the same exclude_seen and no
+candidate list), and answers each group with one batched Predictor call in a worker thread, so the
+event loop never runs inference. A full queue is refused at once (the caller answers 429).
+
+Each request is checked on its own before it joins a group (an empty or wholly unknown history fails
+that request alone, not its neighbours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+
+from .predict import Predictor
+
+
+class QueueFull(Exception):
+    """The batcher holds `queue_size` requests already."""
+
+
+@dataclass
+class Pending:
+    op: str  # recommend, classify, embed
+    task: str
+    history: list[str]
+    k: int = 10
+    exclude_seen: bool = False
+    candidates: list[str] | None = None
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def key(self) -> tuple:
+        """Requests with equal keys share one forward pass (recommend: the largest k, cut per request)."""
+        if self.op == "recommend":
+            return (self.op, self.task, self.exclude_seen, id(self) if self.candidates is not None else None)
+        return (self.op, self.task)
+
+
+class MicroBatcher:
+    def __init__(self, predictor: Predictor, max_batch: int = 64, max_wait_ms: float = 2.0, queue_size: int = 1024):
+        self.predictor, self.max_batch, self.max_wait = predictor, max_batch, max_wait_ms / 1000.0
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_size)
+        self.batches = 0  # forward passes run (for the load test's report)
+        self.requests = 0
+        self._worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def submit(self, p: Pending) -> Any:
+        self.predictor.known(p.history)  # raises for this request's own fault, before it joins a group
+        try:
+            self.queue.put_nowait(p)
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        return await p.future
+
+    async def _collect(self) -> list[Pending]:
+        first = await self.queue.get()
+        got = [first]
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        while len(got) < self.max_batch:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                got.append(await asyncio.wait_for(self.queue.get(), left))
+            except TimeoutError:
+                break
+        return got
+
+    async def _run(self) -> None:
+        while True:
+            got = await self._collect()
+            groups: dict[tuple, list[Pending]] = defaultdict(list)
+            for p in got:
+                groups[p.key()].append(p)
+            for group in groups.values():
+                self.batches += 1
+                self.requests += len(group)
+                try:
+                    answers = await run_in_threadpool(self._answer, group)
+                except Exception as e:  # the group's fault (an unknown task, a wrong kind): every member's
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(e)
+                    continue
+                for p, a in zip(group, answers):
+                    if not p.future.done():  # a caller that went away leaves a cancelled future
+                        p.future.set_result(a)
+
+    def _answer(self, group: list[Pending]) -> list[dict]:
+        first, pr, hists = group[0], self.predictor, [p.history for p in group]
+        if first.op == "classify":
+            return pr.classify_many(first.task, hists)
+        if first.op == "embed":
+            return pr.embed_many(first.task, hists)
+        k = max(p.k for p in group)
+        out = pr.recommend_many(first.task, hists, k, first.exclude_seen, first.candidates)
+        for p, o in zip(group, out):
+            o["items"] = o["items"][: p.k]
+        return out
