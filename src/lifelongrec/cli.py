@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
+from .cli_serve import serve_cmd, task_app  # their heavy imports are inside the commands
 from .errors import LifelongrecError
 from .tabular.cli import tabular_app  # its heavy imports are inside the command
 
@@ -223,6 +224,8 @@ def pretrain_cmd(
 stream_app = typer.Typer(no_args_is_help=True, help="Learn a stream of tasks with a continual method.")
 app.add_typer(stream_app, name="stream")
 app.add_typer(tabular_app, name="tabular")
+app.add_typer(task_app, name="task")
+app.command("serve")(serve_cmd)
 
 
 @stream_app.command("run")
@@ -396,32 +399,6 @@ def predict_cmd(
             where = f"{histories}: line {n}: " if histories is not None else ""
             raise LifelongrecError(f"{where}{e}") from None
         typer.echo(json.dumps(out))
-
-
-@app.command("serve")
-def serve_cmd(
-    run: Annotated[Path, typer.Argument(help="a stream run folder")],
-    host: Annotated[str, typer.Option(help="the address to bind (0.0.0.0 exposes it to the network)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="require header X-API-Key equal to this environment variable's value")
-    ] = None,
-    max_batch: Annotated[int, typer.Option(min=1, max=4096, help="micro-batch size; 1 turns batching off")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 2.0,
-    queue_size: Annotated[int, typer.Option(min=1, help="requests held before answering 429")] = 1024,
-) -> None:
-    """Serve every task of a run over HTTP (needs the `serve` extra); OpenAPI docs at /docs."""
-    try:
-        import uvicorn
-
-        from .serve import Batching, Service, api_key_from_env, create_app
-    except ImportError as e:
-        raise LifelongrecError(f"serving needs the serve extra: pip install 'lifelongrec[serve]' ({e})") from None
-    batching = Batching(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
-    key = api_key_from_env(api_key_env)
-    service = Service(run)  # every adapter loads and is checked here, before the port opens
-    typer.echo(f"serving {len(service.task_names)} tasks of {run} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(service, key, batching), host=host, port=port, log_level="warning")
 
 
 def user_error(e: BaseException) -> str | None:

@@ -28,6 +28,7 @@ from .config_data import (  # noqa: F401  (re-exported: the data side of a confi
     Columns,
     Filter,
     LabelConfig,
+    LabelFile,
     ProfileSource,
     SourceConfig,
     SplitConfig,
@@ -66,6 +67,8 @@ class TaskConfig(Strict):
     last_per_user: int | None = Field(default=None, ge=1)
     # item_rec: keep only each user's earliest k target events (with a `position` cut: the next k).
     first_per_user: int | None = Field(default=None, ge=1)
+    # The targets from a file of the user's own instead of the stream's events or profiles.
+    labels: LabelFile | None = None
     # Overrides of the training knobs for this task alone, on top of `train` (and `finetune` after the
     # first task): e.g. profile tasks reading a longer history with a pooled user vector.
     train: dict[str, Any] | None = None
@@ -81,7 +84,14 @@ class TaskConfig(Strict):
     def _dump(self, handler: Any) -> Any:
         return _omit_defaults(
             handler(self),
-            {"train": None, "cold_items": None, "own_items": False, "last_per_user": None, "first_per_user": None},
+            {
+                "train": None,
+                "cold_items": None,
+                "own_items": False,
+                "last_per_user": None,
+                "first_per_user": None,
+                "labels": None,
+            },
         )
 
     @field_validator("label", mode="before")
@@ -91,8 +101,20 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskConfig:
-        if self.kind == "item_rec" and self.filter is None:
-            raise ValueError(f"task {self.name}: item_rec needs a filter (which events are the targets)")
+        if self.kind == "item_rec" and (self.filter is None) == (self.labels is None):
+            raise ValueError(
+                f"task {self.name}: item_rec needs either a filter (which events are the targets) or a labels file"
+            )
+        if self.labels is not None and self.kind == "next_item":
+            raise ValueError(f"task {self.name}: a labels file is for item_rec, classify and binary tasks")
+        if self.labels is not None and self.kind in ("classify", "binary"):
+            if self.label is None:
+                self.label = LabelConfig(field=self.labels.label)
+            elif self.label.field != self.labels.label:
+                raise ValueError(
+                    f"task {self.name}: label.field '{self.label.field}' is not the labels file's column "
+                    f"'{self.labels.label}'"
+                )
         for field in ("cold_items", "last_per_user", "first_per_user"):
             if getattr(self, field) is not None and self.kind != "item_rec":
                 raise ValueError(f"task {self.name}: {field} is for item_rec tasks, not {self.kind}")
@@ -452,7 +474,8 @@ def load_config(
     # Relative data paths are relative to the config file, so a config travels with its data.
     src = data.get("source")
     if where is not None and isinstance(src, dict):
-        for holder in (src, src.get("profiles")):
+        tasks = [t.get("labels") for t in data.get("tasks") or [] if isinstance(t, dict)]
+        for holder in (src, src.get("profiles"), *tasks):
             if isinstance(holder, dict) and isinstance(holder.get("path"), str):
                 p = Path(holder["path"]).expanduser()
                 if not p.is_absolute():

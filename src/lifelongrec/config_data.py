@@ -85,6 +85,23 @@ class ProfileSource(_TextEncoding):
         return _omit_defaults(handler(self), {"encoding": "utf-8"})
 
 
+class LabelFile(_TextEncoding):
+    """A task's targets from a file of the user's own (`lifelongrec task add --labels FILE`): rows of
+    user id and label (classify, binary: one row per user) or user id and item id (item_rec: any
+    number of rows per user, items from the stream's catalogue). Users the stream does not have, and
+    items it does not have, are counted in the stream's manifest, not used."""
+
+    path: str
+    format: Literal["csv", "tsv", "parquet"] = "csv"
+    user: str = "user_id"
+    label: str = "label"  # the label column (classify, binary)
+    item: str = "item_id"  # the item column (item_rec)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        return _omit_defaults(handler(self), {"encoding": "utf-8"})
+
+
 class SourceConfig(_TextEncoding):
     """Either a known dataset (fetched into the cache) or the user's own files."""
 

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..config import LabelConfig
 from ..errors import DataError
-from .store import InteractionStore
 
 
 def _numeric_key(s: str) -> tuple:
@@ -22,9 +21,9 @@ def _numeric_key(s: str) -> tuple:
 
 
 def class_labels(
-    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray
+    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], file: str | None, users: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
-    """Class index per user (-1 = no usable label) and the class names."""
+    """Class index per user (-1 = no usable label) and the class names; `file` is named in errors."""
     known = np.array([v is not None and v != "" and v not in unknown for v in raw], dtype=bool)
     vals = raw.copy()
     if cfg.bins is not None:
@@ -37,14 +36,14 @@ def class_labels(
             except ValueError:
                 raise DataError(
                     f"user '{users[i]}': value '{raw[i]}' is not a number",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    file=file,
                     field=cfg.field,
                     expected="a number to bin",
                 ) from None
             if not math.isfinite(x):  # NaN would land in the last bin, silently
                 raise DataError(
                     f"user '{users[i]}': value '{raw[i]}' is not a finite number",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    file=file,
                     field=cfg.field,
                     expected="a finite number to bin (list unknown values in source.unknown_labels)",
                 )
@@ -57,7 +56,7 @@ def class_labels(
             if vals[i] not in allowed:
                 raise DataError(
                     f"user '{users[i]}': unknown label '{vals[i]}'",
-                    file=store.meta.get("profile_file", store.meta.get("file")),
+                    file=file,
                     field=cfg.field,
                     expected=f"one of {names}",
                 )
@@ -69,17 +68,16 @@ def class_labels(
 
 
 def binary_labels(
-    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], store: InteractionStore, users: np.ndarray, task: str
+    raw: np.ndarray, cfg: LabelConfig, unknown: set[str], file: str | None, users: np.ndarray, task: str
 ) -> tuple[np.ndarray, list[str]]:
     """0/1 per user (-1 = no usable label) and the classes [negative, positive]. The field must hold
     exactly two distinct values (after bins): `positive` names class 1, else the second in class order."""
-    cls, names = class_labels(raw, cfg, unknown, store, users)
+    cls, names = class_labels(raw, cfg, unknown, file, users)
     seen, counts = np.unique(cls[cls >= 0], return_counts=True)
     found = [names[k] for k in seen]
     pos = None if cfg.positive is None else str(cfg.positive)  # labels are read as text
     if len(found) != 2 or (pos is not None and pos not in found):
         what = ", ".join(f"'{v}' ({c:,} user{'s' * (c != 1)})" for v, c in zip(found, counts.tolist())) or "none"
-        file = store.meta.get("profile_file", store.meta.get("file"))
         if len(found) == 2:
             raise DataError(
                 f"task {task}: label.positive '{pos}' is not a value of the field, found {what}",

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from ..config import Filter, SequenceConfig, SplitConfig, StreamConfig, TaskConfig
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory, sha256_bytes, sha256_file, write_json_atomic
+from .labelfile import file_task_rows
 from .labels import binary_labels, class_labels
 from .store import InteractionStore, vocab_hash
 
@@ -257,6 +258,29 @@ def _frequent_items(
         item_ok = new
 
 
+def _profile_task(
+    t: TaskConfig,
+    raw: np.ndarray,
+    unknown: set[str],
+    file: str | None,
+    users: np.ndarray,
+    lengths: np.ndarray,
+    split: SplitConfig,
+    notes: dict[str, dict],
+) -> TaskData:
+    """A classify or binary task from each kept user's raw label (None: none)."""
+    assert t.label is not None
+    if t.kind == "binary":
+        cls, names = binary_labels(raw, t.label, unknown, file, users, t.name)
+    else:
+        cls, names = class_labels(raw, t.label, unknown, file, users)
+    u = np.flatnonzero(cls >= 0).astype(np.int32)
+    notes.setdefault(t.name, {})["users_without_label"] = int(len(raw) - len(u))
+    return TaskData(
+        t.name, t.kind, u, lengths[u].astype(np.int32), cls[u], _assign(len(u), split, t.name), classes=names
+    )
+
+
 def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
     t0 = time.perf_counter()
     event_user = np.repeat(np.arange(store.n_users), store.lengths())
@@ -302,6 +326,21 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
         split = cfg.split_for(t)
         if t.kind == "next_item":
             tasks[t.name] = _next_item_task(t, split, lengths, offsets, seq_items)
+        elif t.labels is not None:  # a file of the user's own
+            u, vals, notes[t.name] = file_task_rows(t.labels, t.kind, users_ext, items)
+            if t.kind == "item_rec":
+                tasks[t.name] = TaskData(
+                    t.name,
+                    t.kind,
+                    u.astype(np.int32),
+                    lengths[u].astype(np.int32),
+                    vals.astype(np.int32),
+                    _assign(len(u), split, t.name),
+                )
+                continue
+            raw = np.full(len(kept), None, dtype=object)
+            raw[u] = vals
+            tasks[t.name] = _profile_task(t, raw, unknown, t.labels.path, users_ext, lengths, split, notes)
         elif t.kind == "item_rec":
             m = _mask(store, t.filter) & user_kept[event_user]
             if not t.own_items:
@@ -321,21 +360,8 @@ def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
                     f"(fields: {', '.join(store.labels) or 'none'})"
                 )
             raw = store.labels[t.label.field][kept]
-            if t.kind == "binary":
-                cls, names = binary_labels(raw, t.label, unknown, store, users_ext, t.name)
-            else:
-                cls, names = class_labels(raw, t.label, unknown, store, users_ext)
-            u = np.flatnonzero(cls >= 0).astype(np.int32)
-            notes[t.name] = {"users_without_label": int(len(kept) - len(u))}
-            tasks[t.name] = TaskData(
-                t.name,
-                t.kind,
-                u,
-                lengths[u].astype(np.int32),
-                cls[u],
-                _assign(len(u), split, t.name),
-                classes=names,
-            )
+            file = store.meta.get("profile_file", store.meta.get("file"))
+            tasks[t.name] = _profile_task(t, raw, unknown, file, users_ext, lengths, split, notes)
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
@@ -439,4 +465,8 @@ def stream_key(cfg: StreamConfig) -> str:
         "tasks": {"__all__": {"train"}},  # a task's training overrides are not data
     }
     data = cfg.model_dump(mode="json", by_alias=True, exclude=drop)
+    # A task's label file is data too: a changed file is another stream.
+    files = {t.name: sha256_file(Path(t.labels.path)) for t in cfg.tasks if t.labels and Path(t.labels.path).is_file()}
+    if files:
+        data["label_files"] = files
     return f"{cfg.name}-{sha256_bytes(json.dumps(data, sort_keys=True).encode())[:12]}"

@@ -1,0 +1,91 @@
+"""`lifelongrec task add`: a task learned months later from the user's own label file, on top of a
+finished run, without touching what the run already serves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from synthetic import N_ITEMS, read_matrix, synthetic_config
+from typer.testing import CliRunner
+
+from lifelongrec.cli import app
+from lifelongrec.config import load_config
+from lifelongrec.predict import Predictor
+from lifelongrec.runner import run_stream
+
+HIST = ["i1", "i2", "i3", "i4"]
+
+
+@pytest.fixture(params=["pcl", "conure"])
+def finished(request, tmp_path):
+    cfg = load_config(synthetic_config(tmp_path), ["train.epochs=2"])
+    run_stream(cfg, request.param, tmp_path / "run", log=lambda *_: None)
+    return tmp_path / "run"
+
+
+def _answers(run):
+    p = Predictor(run)
+    return p.recommend("T2", HIST, k=5), p.classify("T3", HIST), p.embed("T1", HIST)
+
+
+def _add(run, *args):
+    return CliRunner().invoke(app, ["task", "add", str(run), *args])
+
+
+def test_a_classify_task_from_a_label_file(finished, tmp_path):
+    before = _answers(finished)
+    rows = ["uid,segment"] + [f"u{u},{'A' if u % 3 else 'B'}" for u in range(120)] + ["stranger,A"]
+    (tmp_path / "seg.csv").write_text("\n".join(rows) + "\n")
+    r = _add(
+        finished,
+        "--name",
+        "T4",
+        "--kind",
+        "classify",
+        "--labels",
+        str(tmp_path / "seg.csv"),
+        "--user",
+        "uid",
+        "--label",
+        "segment",
+        "--set",
+        "epochs=2",
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["task"] == "T4" and out["data"]["rows_of_users_not_in_stream"] == 1  # "stranger"
+    assert _answers(finished) == before  # the earlier tasks' outputs, bit for bit
+    R = read_matrix(finished)
+    assert len(R) == 4 and R[3][0] == R[2][0]
+    assert R[3][1] == R[1][1] and R[3][2] == R[2][2]  # no forgetting recorded either
+    c = Predictor(finished).classify("T4", HIST)
+    assert set(c["probabilities"]) == {"A", "B"}
+
+
+def test_an_item_task_from_a_file_counts_unknown_users_and_items(finished, tmp_path):
+    rows = ["user_id,item_id"] + [f"u{u},i{1 + (u * 7) % N_ITEMS}" for u in range(120)]
+    rows += ["u1,not-an-item", "ghost,i3"]
+    (tmp_path / "likes.csv").write_text("\n".join(rows) + "\n")
+    r = _add(finished, "--name", "likes", "--kind", "item_rec", "--labels", str(tmp_path / "likes.csv"))
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output.strip().splitlines()[-1])["data"]
+    assert data["rows_of_users_not_in_stream"] == 1 and data["rows_of_items_not_in_catalogue"] == 1
+    assert Predictor(finished).recommend("likes", HIST, k=3)["items"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ("user_id,label\nu1,A\nu2,\n", "classify", "row 2"),
+        ("user_id,label\nu1,A\nu1,B\n", "classify", "more than one label (rows 1, 2)"),
+        ("user_id,label\nu1,A\nu2,B\nu3,C\n", "binary", "exactly two distinct values"),
+        ("user,label\nu1,A\n", "classify", "user_id"),
+    ],
+)
+def test_bad_label_files_get_clear_errors(finished, tmp_path, text, kind, message):
+    (tmp_path / "bad.csv").write_text(text)
+    r = _add(finished, "--name", "T9", "--kind", kind, "--labels", str(tmp_path / "bad.csv"))
+    assert r.exit_code != 0 and message in r.output + str(r.exception)
+    run = json.loads((finished / "run.json").read_text())
+    assert "T9" not in run["order"] and run["status"] == "complete"  # the run is as it was
