@@ -89,3 +89,43 @@ def test_bad_label_files_get_clear_errors(finished, tmp_path, text, kind, messag
     assert r.exit_code != 0 and message in r.output + str(r.exception)
     run = json.loads((finished / "run.json").read_text())
     assert "T9" not in run["order"] and run["status"] == "complete"  # the run is as it was
+
+
+def test_a_running_server_picks_up_an_added_task_on_reload(finished, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lifelongrec.serve import create_app
+
+    rows = ["user_id,label"] + [f"u{u},{u % 2}" for u in range(120)]
+    (tmp_path / "lab.csv").write_text("\n".join(rows) + "\n")
+    with TestClient(create_app(finished)) as c:
+        old = c.post("/recommend", json={"task": "T2", "history": HIST}).json()
+        assert c.post("/classify", json={"task": "T5", "history": HIST}).status_code == 404
+        r = _add(finished, "--name", "T5", "--kind", "binary", "--labels", str(tmp_path / "lab.csv"), "--positive", "1")
+        assert r.exit_code == 0, r.output
+        assert c.post("/classify", json={"task": "T5", "history": HIST}).status_code == 404  # not before a reload
+        assert c.post("/reload").json() == {"added": ["T5"], "tasks": ["T1", "T2", "T3", "T5"]}
+        got = c.post("/classify", json={"task": "T5", "history": HIST}).json()
+        assert set(got["probabilities"]) == {"0", "1"}
+        assert c.post("/recommend", json={"task": "T2", "history": HIST}).json() == old
+        assert c.post("/reload").json()["added"] == []
+
+
+def test_a_reload_refuses_an_adapter_that_does_not_fit_the_base(finished, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lifelongrec.serve import create_app
+
+    rows = ["user_id,label"] + [f"u{u},{'x' if u % 2 else 'y'}" for u in range(120)]
+    (tmp_path / "lab.csv").write_text("\n".join(rows) + "\n")
+    with TestClient(create_app(finished)) as c:
+        assert (
+            _add(finished, "--name", "T6", "--kind", "classify", "--labels", str(tmp_path / "lab.csv")).exit_code == 0
+        )
+        cfg_file = finished / "adapters" / "T6" / "adapter_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["base_fingerprint"] = "0" * 64
+        cfg_file.write_text(json.dumps(cfg))
+        r = c.post("/reload")
+        assert r.status_code == 409 and "T6" in r.json()["detail"]
+        assert [t["name"] for t in c.get("/tasks").json()] == ["T1", "T2", "T3"]

@@ -27,6 +27,7 @@ from .backbones import build_backbone
 from .config import BackboneConfig
 from .device import resolve_device
 from .errors import LifelongrecError
+from .fsutil import read_json
 from .heads import ItemHead
 from .methods import LoadedBase, method_class
 from .methods.base import strip
@@ -96,6 +97,42 @@ class Predictor:
             return m
         if task not in self.tasks:
             raise LifelongrecError(f"unknown task '{task}' for this run (learned: {', '.join(self.tasks) or 'none'})")
+        return self._load(task)
+
+    def refresh(self) -> list[str]:
+        """Take in the tasks added to the run since it was opened (`lifelongrec task add`): each new
+        adapter is read and checked against the loaded base first, and only when all of them load
+        does the task list change (old tasks answer throughout). Returns the new tasks."""
+        fresh = read_run_json(self.run)
+        if fresh["vocab_hash"] != self.meta["vocab_hash"]:
+            raise LifelongrecError(f"{self.run}: its item vocabulary changed since it was loaded; load it again")
+        added = [
+            t
+            for t in fresh["order"]
+            if t not in self.tasks and (self.run / "adapters" / t / "adapter_config.json").is_file()
+        ]
+        if not added:
+            return []
+        base_file = read_json(self.run / "base" / "base.json", "the run's base metadata")
+        if self._base is not None and base_file.get("sha256") != self._base.meta.get("sha256"):
+            # The method stores what a new task learns in the base too (Conure's free weights): load the
+            # new base with every adapter on it, each checked against it (the earlier tasks read the
+            # same values there, or their check fails), then swap all at once. Requests under way
+            # finish on the networks they hold.
+            staged = Predictor(self.run, str(self.device))
+            staged.meta = fresh
+            for t in staged.tasks:
+                staged.model(t)
+            with self._lock:
+                self._base, self._models, self._configs = staged._base, staged._models, staged._configs
+                self._targets, self._target_index = staged._targets, staged._target_index
+        else:
+            for t in added:
+                self._load(t)
+        self.meta = fresh
+        return added
+
+    def _load(self, task: str) -> TaskNet:
         base = self.base
         with self._lock:
             if task in self._models:

@@ -113,6 +113,13 @@ class Service:
             self.predictor.model(task)
         self.task_names = set(self.predictor.tasks)
 
+    def reload(self) -> list[str]:
+        """Serve the tasks added to the run since (Predictor.refresh: all new adapters load and fit the
+        base, or nothing changes); the old ones answer throughout."""
+        added = self.predictor.refresh()
+        self.task_names = set(self.predictor.tasks)
+        return added
+
     def check_task(self, task: str, *kinds: str) -> None:
         """404 for a task the run does not have; 422 for one of another kind than the route serves."""
         if task not in self.task_names and not (task == UNIVERSAL and "embed" in kinds):
@@ -237,6 +244,15 @@ def create_app(run: str | Path | Service, api_key: str | None = None, batching: 
     @app.get("/tasks", dependencies=auth)
     async def tasks(svc: Svc) -> list[TaskInfo]:
         return svc.tasks()
+
+    @app.post("/reload", dependencies=auth)
+    async def reload(svc: Svc) -> dict:
+        """Serve the tasks added to the run since the start (`lifelongrec task add`); no restart."""
+        try:
+            added = await run_in_threadpool(svc.reload)
+        except LifelongrecError as e:
+            raise HTTPException(409, f"reload refused, still serving {sorted(svc.task_names)}: {e}") from None
+        return {"added": added, "tasks": sorted(svc.task_names)}
 
     @app.get("/stats", dependencies=auth)
     async def stats() -> dict:
