@@ -1,0 +1,172 @@
+"""Load test of `lifelongrec serve` on loopback (issue 19): a bounded number of requests at a fixed
+concurrency, mixed over every task of the run (recommend for item tasks, classify for profile tasks,
+and one request in ten an embed), with real histories: the test users' inputs of the run's own stream.
+
+    python bench/load_test.py runs/bench/ml1m_paper/seed-0/pcl --requests 10000 --concurrency 32 64 \
+        --max-batch 64 1 --out runs/load/pcl.json
+
+For each --max-batch value a fresh server is started (`lifelongrec serve RUN --max-batch B`), warmed
+up with 200 requests, and then loaded at each concurrency. Reported: requests per second, latency
+percentiles (client side, from send to the parsed answer), errors (any status but 200, or a failed
+connection), the server's resident memory before and after, and its micro-batching counts (/stats).
+The client runs on the same machine (httpx, one asyncio loop), so it takes CPU from the server:
+the figures are a lower bound of what the server alone does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from lifelongrec.config import StreamConfig
+from lifelongrec.data.prepare import open_stream
+from lifelongrec.data.stream import TEST
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def histories(run: Path, n: int, seed: int = 0) -> list[list[str]]:
+    """The inputs of the run's T1 test users (external ids, the last 200 items at most)."""
+    cfg = StreamConfig.model_validate(json.loads((run / "config.json").read_text()))
+    stream, _ = open_stream(cfg)
+    td = stream.task(cfg.tasks[0].name)
+    te = np.flatnonzero(td.split == TEST)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.choice(te, size=min(n, len(te)), replace=False):
+        u, end = td.user[i], td.end[i]
+        seq = stream.seq_items[stream.offsets[u] : stream.offsets[u] + end][-200:]
+        out.append([str(stream.items[j]) for j in seq])
+    return out
+
+
+def requests_for(tasks: list[dict], hists: list[list[str]], n: int, seed: int = 0) -> list[tuple[str, dict]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = tasks[i % len(tasks)]
+        h = hists[rng.randrange(len(hists))]
+        if i % 10 == 9:
+            out.append(("/embed", {"task": t["name"], "history": h}))
+        elif t["kind"] in ("next_item", "item_rec"):
+            out.append(("/recommend", {"task": t["name"], "history": h, "k": 10, "exclude_seen": True}))
+        else:
+            out.append(("/classify", {"task": t["name"], "history": h}))
+    return out
+
+
+async def load(base: str, reqs: list[tuple[str, dict]], concurrency: int) -> dict:
+    lat = np.zeros(len(reqs))
+    errors: dict[str, int] = {}
+    nxt = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
+
+        async def worker() -> None:
+            nonlocal nxt
+            while nxt < len(reqs):
+                i = nxt
+                nxt += 1
+                route, body = reqs[i]
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(route, json=body)
+                    r.json()
+                    if r.status_code != 200:
+                        errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+                except httpx.HTTPError as e:
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                lat[i] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ms = lat * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(reqs),
+        "seconds": round(wall, 2),
+        "req_per_s": round(len(reqs) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "errors": errors,
+    }
+
+
+def serve(run: Path, port: int, max_batch: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "lifelongrec", "serve", str(run), "--port", str(port), "--max-batch", str(max_batch)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not become ready in 5 minutes")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--max-batch", type=int, nargs="+", default=[64, 1])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    hists = histories(args.run, 1000)
+    results = []
+    for mb in args.max_batch:
+        proc = serve(args.run, args.port, mb, args.threads)
+        base = f"http://127.0.0.1:{args.port}"
+        try:
+            tasks = httpx.get(f"{base}/tasks").json()
+            asyncio.run(load(base, requests_for(tasks, hists, 200, seed=99), 8))  # warm-up
+            for c in args.concurrency:
+                before = rss_mib(proc.pid)
+                stats0 = httpx.get(f"{base}/stats").json()
+                row = asyncio.run(load(base, requests_for(tasks, hists, args.requests, seed=c), c))
+                stats1 = httpx.get(f"{base}/stats").json()
+                row.update(
+                    run=str(args.run),
+                    max_batch=mb,
+                    server_rss_mib_before=round(before, 1),
+                    server_rss_mib_after=round(rss_mib(proc.pid), 1),
+                    forward_passes=stats1["batches"] - stats0["batches"],
+                    batched_requests=stats1["requests"] - stats0["requests"],
+                )
+                print(json.dumps(row), flush=True)
+                results.append(row)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
