@@ -91,6 +91,7 @@ async def load(base: str, reqs: list[tuple[str, dict]], concurrency: int) -> dic
                         errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
                 except httpx.HTTPError as e:
                     errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    print(f"request {i} ({route}): {type(e).__name__}: {e}", file=sys.stderr)
                 lat[i] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -110,10 +111,10 @@ async def load(base: str, reqs: list[tuple[str, dict]], concurrency: int) -> dic
     }
 
 
-def serve(run: Path, port: int, max_batch: int, threads: int) -> subprocess.Popen:
+def serve(run: Path, port: int, max_batch: int, threads: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lifelongrec", "serve", str(run), "--port", str(port), "--max-batch", str(max_batch)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     for _ in range(600):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
@@ -121,7 +122,7 @@ def serve(run: Path, port: int, max_batch: int, threads: int) -> subprocess.Pope
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise SystemExit(f"the server exited: see {log}")
         time.sleep(0.5)
     proc.kill()
     raise SystemExit("the server did not become ready in 5 minutes")
@@ -140,7 +141,8 @@ def main() -> None:
     hists = histories(args.run, 1000)
     results = []
     for mb in args.max_batch:
-        proc = serve(args.run, args.port, mb, args.threads)
+        log = Path(f"/tmp/load_test_server_{args.port}.log")
+        proc = serve(args.run, args.port, mb, args.threads, log)
         base = f"http://127.0.0.1:{args.port}"
         try:
             tasks = httpx.get(f"{base}/tasks").json()

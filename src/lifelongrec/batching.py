@@ -87,19 +87,23 @@ class MicroBatcher:
             groups: dict[tuple, list[Pending]] = defaultdict(list)
             for p in got:
                 groups[p.key()].append(p)
-            for group in groups.values():
-                self.batches += 1
-                self.requests += len(group)
-                try:
-                    answers = await run_in_threadpool(self._answer, group)
-                except Exception as e:  # the group's fault (an unknown task, a wrong kind): every member's
-                    for p in group:
-                        if not p.future.done():
-                            p.future.set_exception(e)
-                    continue
-                for p, a in zip(group, answers):
-                    if not p.future.done():  # a caller that went away leaves a cancelled future
-                        p.future.set_result(a)
+            # The groups run side by side in worker threads (torch releases the GIL inside its
+            # kernels, so two groups use two cores); requests arriving meanwhile wait for the next one.
+            await asyncio.gather(*(self._run_group(g) for g in groups.values()))
+
+    async def _run_group(self, group: list[Pending]) -> None:
+        self.batches += 1
+        self.requests += len(group)
+        try:
+            answers = await run_in_threadpool(self._answer, group)
+        except Exception as e:  # the group's fault (an unknown task, a wrong kind): every member's
+            for p in group:
+                if not p.future.done():
+                    p.future.set_exception(e)
+            return
+        for p, a in zip(group, answers):
+            if not p.future.done():  # a caller that went away leaves a cancelled future
+                p.future.set_result(a)
 
     def _answer(self, group: list[Pending]) -> list[dict]:
         first, pr, hists = group[0], self.predictor, [p.history for p in group]

@@ -202,7 +202,7 @@ class Predictor:
     def embed(self, task: str, history: list[str]) -> dict:
         return self.embed_many(task, [history])[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_many(self, task: str, histories: list[list[str]]) -> list[dict]:
         if task == UNIVERSAL and task not in self.tasks:
             return [self._universal(h) for h in histories]
@@ -245,7 +245,7 @@ class Predictor:
         rank are listed in `unknown_candidates`)."""
         return self.recommend_many(task, [history], k, exclude_seen, candidates)[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def recommend_many(
         self,
         task: str,
@@ -290,7 +290,7 @@ class Predictor:
     def classify(self, task: str, history: list[str]) -> dict:
         return self.classify_many(task, [history])[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def classify_many(self, task: str, histories: list[list[str]]) -> list[dict]:
         m = self.model(task)
         kind, classes = self._kind(task), self.config(task)["classes"]
