@@ -111,9 +111,10 @@ async def load(base: str, reqs: list[tuple[str, dict]], concurrency: int) -> dic
     }
 
 
-def serve(run: Path, port: int, max_batch: int, threads: int, log: Path) -> subprocess.Popen:
+def serve(run: Path, port: int, max_batch: int, threads: int, log: Path, wait_ms: float) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lifelongrec", "serve", str(run), "--port", str(port), "--max-batch", str(max_batch)]
+    cmd += ["--max-wait-ms", str(wait_ms)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     for _ in range(600):
         try:
@@ -135,6 +136,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--max-batch", type=int, nargs="+", default=[64, 1])
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -142,7 +144,7 @@ def main() -> None:
     results = []
     for mb in args.max_batch:
         log = Path(f"/tmp/load_test_server_{args.port}.log")
-        proc = serve(args.run, args.port, mb, args.threads, log)
+        proc = serve(args.run, args.port, mb, args.threads, log, args.max_wait_ms)
         base = f"http://127.0.0.1:{args.port}"
         try:
             tasks = httpx.get(f"{base}/tasks").json()
@@ -155,6 +157,7 @@ def main() -> None:
                 row.update(
                     run=str(args.run),
                     max_batch=mb,
+                    max_wait_ms=args.max_wait_ms,
                     server_rss_mib_before=round(before, 1),
                     server_rss_mib_after=round(rss_mib(proc.pid), 1),
                     forward_passes=stats1["batches"] - stats0["batches"],

@@ -87,9 +87,11 @@ class MicroBatcher:
             groups: dict[tuple, list[Pending]] = defaultdict(list)
             for p in got:
                 groups[p.key()].append(p)
-            # The groups run side by side in worker threads (torch releases the GIL inside its
-            # kernels, so two groups use two cores); requests arriving meanwhile wait for the next one.
-            await asyncio.gather(*(self._run_group(g) for g in groups.values()))
+            # One group at a time (two side by side in threads measured slower on 2 cores: they
+            # compete with the event loop for the GIL, bench/RESULTS.md); requests arriving meanwhile
+            # wait in the queue and make the next micro-batch larger.
+            for g in groups.values():
+                await self._run_group(g)
 
     async def _run_group(self, group: list[Pending]) -> None:
         self.batches += 1

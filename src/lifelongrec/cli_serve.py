@@ -21,7 +21,7 @@ def serve_cmd(
         str | None, typer.Option(help="require header X-API-Key equal to this environment variable's value")
     ] = None,
     max_batch: Annotated[int, typer.Option(min=1, max=4096, help="micro-batch size; 1 turns batching off")] = 64,
-    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 2.0,
+    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 5.0,
     queue_size: Annotated[int, typer.Option(min=1, help="requests held before answering 429")] = 1024,
 ) -> None:
     """Serve every task of a run over HTTP (needs the `serve` extra); OpenAPI docs at /docs."""

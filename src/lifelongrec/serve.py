@@ -165,7 +165,7 @@ class Batching(BaseModel):
     """Dynamic micro-batching (batching.py); max_batch 1 turns it off (each request alone)."""
 
     max_batch: int = Field(64, ge=1, le=4096)
-    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(1024, ge=1)
 
 
