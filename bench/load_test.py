@@ -151,6 +151,7 @@ def main() -> None:
             asyncio.run(load(base, requests_for(tasks, hists, 200, seed=99), 8))  # warm-up
             for c in args.concurrency:
                 before = rss_mib(proc.pid)
+                httpx.post(f"{base}/stats/reset")
                 stats0 = httpx.get(f"{base}/stats").json()
                 row = asyncio.run(load(base, requests_for(tasks, hists, args.requests, seed=c), c))
                 stats1 = httpx.get(f"{base}/stats").json()
@@ -162,6 +163,7 @@ def main() -> None:
                     server_rss_mib_after=round(rss_mib(proc.pid), 1),
                     forward_passes=stats1["batches"] - stats0["batches"],
                     batched_requests=stats1["requests"] - stats0["requests"],
+                    server_ms=stats1.get("server_ms"),
                 )
                 print(json.dumps(row), flush=True)
                 results.append(row)

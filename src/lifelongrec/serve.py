@@ -17,6 +17,8 @@ those name objects local to create_app.)
 import asyncio
 import hmac
 import os
+import time
+from collections import deque
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -195,6 +197,17 @@ def create_app(run: str | Path | Service, api_key: str | None = None, batching: 
         lifespan=lifespan,
     )
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    # The server's own time per answered request (receipt to response, seconds), the last 100,000:
+    # /stats gives its percentiles, which a load test can set beside the client's.
+    timings: deque[float] = deque(maxlen=100_000)
+
+    @app.middleware("http")
+    async def timed(request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        if request.url.path not in ("/stats", "/health", "/ready"):
+            timings.append(time.perf_counter() - t0)
+        return response
 
     def authorised(key: Annotated[str | None, Depends(header)]) -> None:
         if api_key is not None and not (key and hmac.compare_digest(key.encode(), api_key.encode())):
@@ -258,7 +271,21 @@ def create_app(run: str | Path | Service, api_key: str | None = None, batching: 
     async def stats() -> dict:
         """Micro-batching so far: requests answered through it and forward passes run."""
         b: MicroBatcher | None = state.get("batcher")
-        return {"batching": b is not None, "requests": b.requests if b else 0, "batches": b.batches if b else 0}
+        out: dict[str, Any] = {
+            "batching": b is not None,
+            "requests": b.requests if b else 0,
+            "batches": b.batches if b else 0,
+        }
+        if timings:
+            ms = sorted(t * 1000 for t in timings)
+            out["server_ms"] = {f"p{q}": round(ms[min(len(ms) - 1, int(len(ms) * q / 100))], 2) for q in (50, 95, 99)}
+            out["server_ms"]["answered"] = len(ms)
+        return out
+
+    @app.post("/stats/reset", dependencies=auth)
+    async def stats_reset() -> dict:
+        timings.clear()
+        return {"reset": True}
 
     @app.post("/recommend", dependencies=auth, response_model=Recommendation, response_model_exclude_none=True)
     async def recommend(q: RecommendQuery) -> Any:
