@@ -23,6 +23,9 @@ def serve_cmd(
     max_batch: Annotated[int, typer.Option(min=1, max=4096, help="micro-batch size; 1 turns batching off")] = 64,
     max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 5.0,
     queue_size: Annotated[int, typer.Option(min=1, help="requests held before answering 429")] = 1024,
+    keep_alive: Annotated[
+        int, typer.Option(min=1, help="seconds an idle client connection stays open (uvicorn's default: 5)")
+    ] = 30,
 ) -> None:
     """Serve every task of a run over HTTP (needs the `serve` extra); OpenAPI docs at /docs."""
     try:
@@ -35,7 +38,11 @@ def serve_cmd(
     key = api_key_from_env(api_key_env)
     service = Service(run)  # every adapter loads and is checked here, before the port opens
     typer.echo(f"serving {len(service.task_names)} tasks of {run} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(service, key, batching), host=host, port=port, log_level="warning")
+    # A client that reuses a pooled connection just as the server closes it for idleness sees a reset
+    # (a race every HTTP/1.1 keep-alive has); a longer idle timeout than uvicorn's 5 s makes it rarer.
+    uvicorn.run(
+        create_app(service, key, batching), host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive
+    )
 
 
 @task_app.command("add")
