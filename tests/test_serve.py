@@ -82,6 +82,12 @@ def test_batches_answer_in_order_and_name_the_request_at_fault(client):
         ("/recommend", {"task": "T2", "history": []}, 422, "at least 1 item"),
         ("/recommend", {"task": "T2", "history": ["i1"], "k": 0}, 422, "greater than or equal to 1"),
         ("/embed", {"task": "T2", "history": ["unknown"]}, 422, "none of the 1 item ids"),
+        ("/recommend", {"task": "T2", "history": "i1"}, 422, "valid list"),
+        ("/recommend", {"task": "T2", "history": ["i1"], "k": "many"}, 422, "valid integer"),
+        ("/recommend", {"task": "T2", "history": ["i1"], "k": 1001}, 422, "less than or equal to 1000"),
+        ("/classify", {"history": ["i1"]}, 422, "Field required"),
+        ("/recommend/batch", {"requests": [{"task": "T2", "history": ["i1"]}] * 257}, 422, "at most 256"),
+        ("/recommend/batch", {"requests": []}, 422, "at least 1"),
     ],
 )
 def test_bad_requests_get_clear_errors(client, route, body, status, message):
