@@ -271,8 +271,8 @@ def test_non_finite_label_to_bin_is_refused(tmp_path, ratings_csv):
         cache_root(),
     )
     with pytest.raises(DataError) as e:
-        class_labels(s.labels["age"], LabelConfig(field="age", bins=[20, 30]), set(), s, s.users)
-    one_line_error(e, "user 'u2'", "field 'age'", "'nan' is not a finite number")
+        class_labels(s.labels["age"], LabelConfig(field="age", bins=[20, 30]), set(), s.meta["profile_file"], s.users)
+    one_line_error(e, "u.csv", "user 'u2'", "field 'age'", "'nan' is not a finite number")
 
 
 # ------------------------------------------------------------------ 3. paths with quotes
