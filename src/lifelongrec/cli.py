@@ -43,11 +43,22 @@ def configure_logging(level: int) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="more messages (debug level)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only warnings and errors")] = False,
 ) -> None:
     if verbose and quiet:
         raise LifelongrecError("--verbose and --quiet: choose one")
+    from . import distributed
+
+    distributed.setup()  # under torchrun: join the process group; only rank 0 reports progress
+    if distributed.world() > 1 and ctx.invoked_subcommand not in ("pretrain",):
+        raise LifelongrecError(
+            f"under torchrun only `lifelongrec pretrain` runs for now, not `{ctx.invoked_subcommand}` "
+            "(the stream's methods are not data-parallel yet)"
+        )
+    if not distributed.is_main():
+        quiet = True
     configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
@@ -210,6 +221,10 @@ def pretrain_cmd(
     stream, _ = open_stream(cfg)
     out = out or Path("runs") / cfg.name / f"pretrain-{cfg.model.name}"
     meta = pretrain(cfg, stream, out)
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return
     t = meta["test"]
     typer.echo(
         f"test ({t['protocol']} ranking, {t['examples']:,} users): "

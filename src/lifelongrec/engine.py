@@ -30,6 +30,7 @@ from safetensors.torch import save as save_bytes
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed as dist
 from .config import TrainConfig
 from .device import generator, resolve_device
 from .errors import ConfigError, LifelongrecError
@@ -210,6 +211,28 @@ def _check_resume(ckpt: Path, saved: dict | None, key: dict | None) -> None:
     )
 
 
+class _Step(nn.Module):
+    """One training step's forward (the objective's loss) as a module, so that DistributedDataParallel
+    can wrap it: DDP prepares its gradient all-reduce in forward and runs it during backward."""
+
+    def __init__(self, obj: Objective, module: nn.Module) -> None:
+        super().__init__()
+        self.inner = module  # the parameters DDP synchronises
+        self._objective = [obj]  # in a list: not registered as a submodule
+
+    def forward(self, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
+        return self._objective[0].loss(batch, gen)
+
+
+def _ddp(step: _Step, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # Not every trainable tensor takes part in every step (a method's extra losses, heads read on some
+    # batches only): DDP must not wait for their gradients.
+    return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True)
+
+
 def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: dict | None = None) -> FitResult:
     """Train `obj` with early stopping on validation; resume from `run_dir/checkpoint` if present.
 
@@ -240,23 +263,29 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state["history"]))
     if key is not None:
         state["resume_key"] = key
-    quiet = not sys.stderr.isatty()
-    n_batches = obj.n_batches(cfg.batch_size)
+    ranks = dist.world()
+    main = dist.is_main()
+    quiet = not sys.stderr.isatty() or not main
+    n_batches = -(-obj.n_batches(cfg.batch_size) // ranks)
+    step = _Step(obj, module) if ranks == 1 else _ddp(_Step(obj, module), device)
     obj.on_fit_start()
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"] + 1
         seed = _epoch_seed(cfg.seed, epoch)
-        torch.manual_seed(seed)
-        gen = generator(device, seed)
+        # The batch order is the same on every rank (each takes its share); dropout and sampled
+        # negatives differ per rank (rank 0 draws what one process draws).
+        torch.manual_seed(seed + dist.rank())
+        gen = generator(device, seed + dist.rank())
         rng = np.random.default_rng(seed)
         module.train()
         t0, tokens, total = time.perf_counter(), 0, 0.0
-        bar = tqdm(
-            obj.train_batches(rng, cfg.batch_size), total=n_batches, desc=f"epoch {epoch}", disable=quiet, leave=False
-        )
+        batches = obj.train_batches(rng, cfg.batch_size)
+        if ranks > 1:
+            batches = iter(dist.my_share(list(batches)))
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=quiet, leave=False)
         for batch in bar:
             obj.before_step()
-            loss, n = obj.loss(batch, gen)
+            loss, n = step(batch, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -264,6 +293,8 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             n = int(n)  # a count, possibly a tensor on the device: one sync per step, after the update
             tokens += n
             total += loss.item() * n
+        total, summed = dist.all_sum(total, tokens)
+        tokens = int(summed)
         train_s = time.perf_counter() - t0
         module.eval()
         t1 = time.perf_counter()
@@ -273,7 +304,8 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
         score = valid.get(obj.monitor, float("nan"))
         improved = _better(score, state["best"], lower=obj.monitor.endswith("loss"))
         if improved:
-            state["best_sha256"] = save_tensors(best_path, _state_tensors(module))
+            if main:
+                state["best_sha256"] = save_tensors(best_path, _state_tensors(module))
             state.update(best=score, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
@@ -291,13 +323,17 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
         }
         state["history"].append(entry)
         state["epoch"] = epoch
-        save_checkpoint(ckpt, module, opt, state)
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        log(
-            f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
-            f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
-        )
+        if main:  # one writer; every rank holds the same weights (DDP keeps them equal)
+            save_checkpoint(ckpt, module, opt, state)
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            log(
+                f"epoch {epoch}: loss {entry['train_loss']:.4f}  valid {obj.monitor} {score:.4f}"
+                f"{' *' if improved else ''}  {train_s:.1f}s train  {entry['tokens_per_s']:,.0f} tok/s"
+            )
+    dist.barrier()  # rank 0's files are written before anyone reads them
+    if ranks > 1 and state["best"] is not None:
+        state["best_sha256"] = json.loads((ckpt / "state.json").read_text()).get("best_sha256")
     remedy = f"delete {run_dir} to train this task again from its start"
     module.load_state_dict(load_tensors(best_path, state.get("best_sha256"), device, remedy))
     module.eval()

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed as dist
 from .config import StreamConfig, TrainConfig
 from .data.batches import history_windows, sort_by_length, trim_left, windows
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
@@ -242,7 +243,8 @@ class TaskObjective(Objective):
         gen = torch.Generator(device=self.device if self.device.type != "meta" else "cpu").manual_seed(12345 + split)
         ranks = []
         starts = range(0, len(es.windows), tc.eval_batch_size)
-        for s in _progress(starts, len(starts), f"evaluating {self.td.name}"):
+        mine = dist.my_chunks(len(starts))  # under torchrun each rank ranks its chunks; gathered below
+        for s in _progress((starts[i] for i in mine), len(mine), f"evaluating {self.td.name}"):
             sl = slice(s, s + tc.eval_batch_size)
             u, t = self.user_vectors_dedup(es.windows[sl], es.users[sl], es.ends[sl]), self._t(es.targets[sl])
             if tc.sampled_eval_negatives is None:
@@ -250,6 +252,8 @@ class TaskObjective(Objective):
                 ranks.append(ranks_full(u, head.items, t, bias=head.bias, exclude=seen))
             else:
                 ranks.append(ranks_sampled(u, head.items, t, tc.sampled_eval_negatives, gen, bias=head.bias))
+        if dist.world() > 1:
+            ranks = dist.gather_chunks([r.cpu() for r in ranks], len(starts))
         r = torch.cat(ranks) if ranks else torch.zeros(0)
         out: dict = rank_metrics(r, tc.ks, ci=split == TEST)
         if tc.sampled_eval_negatives is None:
@@ -262,8 +266,14 @@ class TaskObjective(Objective):
     def _eval_chunks(self, split: int):
         es, bs = self.eval_sets[split], self.cfg.train.eval_batch_size
         starts = range(0, len(es.windows), bs)
-        for s in _progress(starts, len(starts), f"evaluating {self.td.name}"):
-            yield self.user_vectors(es.windows[s : s + bs]), self._t(es.targets[s : s + bs])
+        if dist.world() == 1:
+            for s in _progress(starts, len(starts), f"evaluating {self.td.name}"):
+                yield self.user_vectors(es.windows[s : s + bs]), self._t(es.targets[s : s + bs])
+            return
+        # Under torchrun: each rank encodes its chunks; all ranks get every chunk's vectors, in order.
+        mine = [self.user_vectors(es.windows[starts[i] : starts[i] + bs]).cpu() for i in dist.my_chunks(len(starts))]
+        for s, u in zip(starts, dist.gather_chunks(mine, len(starts))):
+            yield u.to(self.device), self._t(es.targets[s : s + bs])
 
 
 @register("next_item")

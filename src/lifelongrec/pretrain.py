@@ -7,6 +7,7 @@ user's next item.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed as dist
 from .backbones import Backbone, build_backbone
 from .config import StreamConfig
 from .data.stream import Stream
@@ -59,8 +61,11 @@ def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = No
         vocab_hash=stream.manifest["vocab_hash"],
         sequence=cfg.sequence.model_dump(mode="json", by_alias=True),
     )
-    with exclusive_lock(out, "pretrain folder"):
-        clean_stale_temporaries(out)
+    # Under torchrun, rank 0 holds the folder's lock and writes every file; the others train beside it.
+    with exclusive_lock(out, "pretrain folder") if dist.is_main() else contextlib.nullcontext():
+        if dist.is_main():
+            clean_stale_temporaries(out)
+        dist.barrier()
         res = fit(obj, cfg.train, out / "train", log=log, key=key)
         meta = {
             "task": task,
@@ -79,5 +84,7 @@ def pretrain(cfg: StreamConfig, stream: Stream, out: Path, task: str | None = No
             "wall_seconds": round(time.perf_counter() - t0, 2),
             "config": cfg.model_dump(mode="json", by_alias=True),
         }
-        save_backbone(out, backbone, head, meta)
+        if dist.is_main():
+            save_backbone(out, backbone, head, meta)
+        dist.barrier()
     return meta
