@@ -52,10 +52,10 @@ def _options(
     from . import distributed
 
     distributed.setup()  # under torchrun: join the process group; only rank 0 reports progress
-    if distributed.world() > 1 and ctx.invoked_subcommand not in ("pretrain",):
+    if distributed.world() > 1 and ctx.invoked_subcommand not in ("pretrain", "stream"):
         raise LifelongrecError(
-            f"under torchrun only `lifelongrec pretrain` runs for now, not `{ctx.invoked_subcommand}` "
-            "(the stream's methods are not data-parallel yet)"
+            f"under torchrun `lifelongrec pretrain` and `stream run` run data-parallel, not "
+            f"`{ctx.invoked_subcommand}` yet"
         )
     if not distributed.is_main():
         quiet = True
@@ -316,6 +316,10 @@ def stream_run(
         init_from=init_from,
         branch_from=branch_from,
     )
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return
     typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
     typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from . import distributed as dist
 from .adapters import FORMAT_VERSION, read_run_json
 from .config import StreamConfig, TaskConfig
 from .data.prepare import open_stream
@@ -112,8 +113,12 @@ def run_stream(
     """Learn `order` with `method_name` into `out` (see the module docstring). The run folder is locked
     for the whole call: a second process writing to it gets an error naming this one's pid."""
     out.mkdir(parents=True, exist_ok=True)
+    if not dist.is_main():  # under torchrun: rank 0 holds the lock and writes; the others compute beside it
+        dist.barrier()
+        return _run_stream(cfg, method_name, out, order, resume, log, init_from, branch_from)
     with exclusive_lock(out, "run folder"):
         clean_stale_temporaries(out)  # what a killed atomic write left behind
+        dist.barrier()
         return _run_stream(cfg, method_name, out, order, resume, log, init_from, branch_from)
 
 
@@ -136,8 +141,10 @@ def _run_stream(
     kinds = {t.name: t.kind for t in cfg.tasks}
     out.mkdir(parents=True, exist_ok=True)
     state_dir = out / "state"
-    if branch_from is not None:
+    dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if branch_from is not None and dist.is_main():
         _branch(branch_from, out, cfg, method_name, order)
+    dist.barrier()
     origin = {}  # where the run started from: kept in run.json across resumes
     if resume:
         run = read_run_json(out)
@@ -162,9 +169,11 @@ def _run_stream(
         **origin,
         "config": cfg.model_dump(mode="json", by_alias=True),
     }
-    write_json_atomic(out / "run.json", run)
-    write_json_atomic(out / "config.json", run["config"])
-    write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
+    dist.barrier()  # every rank has read run.json before rank 0 rewrites it
+    if dist.is_main():
+        write_json_atomic(out / "run.json", run)
+        write_json_atomic(out / "config.json", run["config"])
+        write_bytes_atomic(out / "items.parquet", (prepared / "items.parquet").read_bytes())  # for predict
 
     method = build_method(method_name, cfg, stream)
     done: dict = {"rows": [], "R": []}
@@ -269,28 +278,38 @@ def _run_stream(
         done["rows"].append(entry)
         done["R"].append(row)
         done["method"] = method.extra_state()
-        sizes = export_run(out, method, cfg, stream, done["rows"])
-        entry.update(sizes[name])
-        # What learning this task added to the run's stored tensors: its adapter (the base too, with the
-        # first task), plus whatever it added to earlier adapters (mptrec_faithful's stage 1 gives T1 an
-        # expert) or to the base.
-        stored = sizes["_base"]["base_bytes"] + sum(v["adapter_bytes"] for k, v in sizes.items() if k != "_base")
-        before = done.get("stored_bytes", sum(r["added_bytes"] for r in done["rows"][:-1]))
-        entry["added_bytes"] = stored - before
-        done["stored_bytes"] = stored
-        write_reports(out, order, done, method, sizes)
-        with atomic_directory(state_dir) as d:  # the completion mark of task i: written last
-            done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())
-            write_json_atomic(d / "state.json", done)
+        if dist.is_main():  # under torchrun rank 0 writes; every rank holds the same weights
+            _record(out, method, cfg, stream, order, done, entry, name, state_dir)
+        dist.barrier()
         log(f"[{method_name}] after {name}: " + "  ".join(f"{order[j]} {v:.4f}" for j, v in enumerate(row)))
-    if already and already == len(order):
+    if already and already == len(order) and dist.is_main():
         # Nothing was learned in this call (a finished run resumed): derive every output again from the
         # resume state, which repairs a damaged or deleted matrix, summary or adapter.
         sizes = export_run(out, method, cfg, stream, done["rows"])
         write_reports(out, order, done, method, sizes)
     run["status"] = "complete"
-    write_json_atomic(out / "run.json", run)
+    if dist.is_main():
+        write_json_atomic(out / "run.json", run)
+    dist.barrier()
     return read_json(out / "summary.json", "the run's summary")
+
+
+def _record(out: Path, method, cfg: StreamConfig, stream, order: list[str], done: dict, entry: dict, name: str,
+            state_dir: Path) -> None:  # fmt: skip
+    """A learned task's files: adapters, reports, and the resume state (written last: its completion mark)."""
+    sizes = export_run(out, method, cfg, stream, done["rows"])
+    entry.update(sizes[name])
+    # What learning this task added to the run's stored tensors: its adapter (the base too, with the
+    # first task), plus whatever it added to earlier adapters (mptrec_faithful's stage 1 gives T1 an
+    # expert) or to the base.
+    stored = sizes["_base"]["base_bytes"] + sum(v["adapter_bytes"] for k, v in sizes.items() if k != "_base")
+    before = done.get("stored_bytes", sum(r["added_bytes"] for r in done["rows"][:-1]))
+    entry["added_bytes"] = stored - before
+    done["stored_bytes"] = stored
+    write_reports(out, order, done, method, sizes)
+    with atomic_directory(state_dir) as d:
+        done["method_sha256"] = save_tensors(d / "method.safetensors", method.module().state_dict())
+        write_json_atomic(d / "state.json", done)
 
 
 # What a branch must share with the run it starts from; `train` and `finetune` may differ (seeds,
