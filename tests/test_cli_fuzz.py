@@ -126,6 +126,16 @@ def _option_cases(world: Path) -> list[list[str]]:
             ["predict", run, "--task", "T2", "--k", weird(), "i1"],
             ["predict", run, "--task", "T1", "--histories", weird()],
             ["predict", run, "--task", "T2", "--device", weird(), "i1"],
+            # serve: never a valid run with valid options, so no server starts
+            ["serve", rng.choice([*WEIRD, config, junk, str(world), str(world / "missing")])],
+            ["serve", run, "--port", rng.choice(WEIRD)],
+            ["serve", run, "--max-batch", rng.choice(WEIRD)],
+            ["serve", run, "--api-key-env", rng.choice(WEIRD)],
+            ["task", "add", weird(), "--name", "T9", "--kind", "classify", "--labels", config],
+            ["task", "add", run, "--name", weird(), "--kind", "classify", "--labels", junk],
+            ["task", "add", run, "--name", "T9", "--kind", weird(), "--labels", config],
+            ["task", "add", run, "--name", "T9", "--kind", "binary", "--labels", weird()],
+            ["task", "add", run, "--name", "T9", "--kind", "classify", "--labels", config, "--set", weird()],
         ]
     for s in BAD_SETS:
         cases += [
