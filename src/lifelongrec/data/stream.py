@@ -447,8 +447,10 @@ def load_stream(path: Path) -> Stream:
         cfg,
         pq.read_table(path / "users.parquet").column("user").to_numpy(zero_copy_only=False),
         np.concatenate([np.array([""], dtype=object), items.astype(object)]),
-        np.load(path / "seq_offsets.npy", allow_pickle=False),
-        np.load(path / "seq_items.npy", allow_pickle=False),
+        # Memory-mapped, read-only: processes on one machine (torchrun's ranks, a server's workers)
+        # share the stream's pages instead of each holding a copy.
+        np.load(path / "seq_offsets.npy", allow_pickle=False, mmap_mode="r"),
+        np.load(path / "seq_items.npy", allow_pickle=False, mmap_mode="r"),
         tasks,
         manifest,
     )
