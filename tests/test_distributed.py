@@ -90,3 +90,30 @@ def test_a_stream_runs_in_two_processes_without_forgetting(runs, method):
     R = read_matrix(tmp / f"stream-{method}")
     assert len(R) == 3 and R[1][0] == R[0][0] and R[2][0] == R[0][0] and R[2][1] == R[1][1]
     assert s["final"][0] > 0.2  # T1 learned
+
+
+def test_the_bench_runs_in_two_processes_and_rank_0_reports(runs):
+    config, _, _, tmp = runs
+    cache = str(tmp / "cache")
+    env = {**os.environ, "LIFELONGREC_CACHE": cache, "LIFELONGREC_DIST_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    args = [
+        "bench",
+        "--config",
+        str(config),
+        "--methods",
+        "finesmax,conure",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp / "b"),
+        *SETS,
+    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "lifelongrec", *args]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("| conure |") == 1  # one report, from rank 0
+    result = json.loads((tmp / "b" / "bench.json").read_text())
+    assert (
+        set(result["methods"]) >= {"finesmax", "conure"} if "methods" in result else (tmp / "b" / "report.md").is_file()
+    )

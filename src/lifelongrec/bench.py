@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed as dist
 from .config import StreamConfig, load_config
 from .data.prepare import open_stream
 from .errors import LifelongrecError
@@ -111,7 +112,7 @@ def run_bench(
         for label, name, sets in variants:
             cfg = _seed_config(load_config(config, [*(overrides or []), *sets], method=name), seed)
             runs[label].append(_learn(cfg, name, out / f"seed-{seed}" / label, t1))
-    if only_seed is not None:
+    if only_seed is not None or not dist.is_main():  # under torchrun, rank 0 writes the report
         return None
     from .references import reference_rows
 

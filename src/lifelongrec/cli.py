@@ -52,9 +52,9 @@ def _options(
     from . import distributed
 
     distributed.setup()  # under torchrun: join the process group; only rank 0 reports progress
-    if distributed.world() > 1 and ctx.invoked_subcommand not in ("pretrain", "stream"):
+    if distributed.world() > 1 and ctx.invoked_subcommand not in ("pretrain", "stream", "bench"):
         raise LifelongrecError(
-            f"under torchrun `lifelongrec pretrain` and `stream run` run data-parallel, not "
+            f"under torchrun `lifelongrec pretrain`, `stream run` and `bench` run data-parallel, not "
             f"`{ctx.invoked_subcommand}` yet"
         )
     if not distributed.is_main():
@@ -347,6 +347,10 @@ def bench_cmd(
     out = out or Path("runs") / "bench" / name
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     result = run_bench(config, out, chosen, seeds, list(set_ or []), only_seed)
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return
     if result is None:
         typer.echo(f"seed {only_seed} learned in {out}; the same command without --only-seed writes the report")
         return
