@@ -172,3 +172,16 @@ def test_a_reload_during_requests_loses_none(finished, tmp_path):
     for _, body in results:
         assert [x["item"] for x in body["items"]] == [x["item"] for x in want["items"]]
         assert [x["score"] for x in body["items"]] == pytest.approx([x["score"] for x in want["items"]], abs=1e-5)
+
+
+def test_a_parquet_label_file_with_numeric_ids(finished, tmp_path):
+    """Parquet files keep their column types: numeric labels are read as text, as written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"uid": [f"u{u}" for u in range(120)], "tier": [u % 3 for u in range(120)]})
+    pq.write_table(table, tmp_path / "tiers.parquet")
+    r = _add(finished, "--name", "tier", "--kind", "classify", "--labels", str(tmp_path / "tiers.parquet"),
+             "--format", "parquet", "--user", "uid", "--label", "tier")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert set(Predictor(finished).classify("tier", HIST)["probabilities"]) == {"0", "1", "2"}
