@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import SourceConfig, StreamConfig
-from ..fsutil import clean_stale_temporaries
+from ..fsutil import clean_stale_temporaries, read_json
 from .locks import cache_lock, clean_own_temporaries, path_lock_folder
 from .sources import cache_root, fetch
-from .store import InteractionStore, open_store
-from .stream import Stream, build_stream, load_stream, save_stream, stream_key
+from .store import InteractionStore, ensure_store, load_store, open_store
+from .stream import Stream, build_stream, filter_columns, load_stream, save_stream, stream_key
 
 
 def _verify_source(source: SourceConfig) -> None:
@@ -42,7 +42,7 @@ def _writing(out: Path) -> Iterator[None]:
 
 def prepare(cfg: StreamConfig, out: Path | None = None, memory_limit: str | None = None) -> tuple[Stream, Path]:
     """Build the stream of `cfg` and write it to `out` (default: the cache). Returns it and its folder."""
-    store = open_store(cfg.source, cache_root(), memory_limit)
+    store = open_store(cfg.source, cache_root(), memory_limit, values=filter_columns(cfg), timestamps=False)
     stream = build_stream(cfg, store)
     if out is None:
         out = cache_root() / "prepared" / f"{stream_key(cfg)}-{store.meta['fingerprint']}"
@@ -53,15 +53,18 @@ def prepare(cfg: StreamConfig, out: Path | None = None, memory_limit: str | None
 
 
 def open_stream(cfg: StreamConfig) -> tuple[Stream, Path]:
-    """The prepared stream of `cfg` from the cache, preparing it first if needed."""
-    store: InteractionStore = open_store(cfg.source, cache_root())
-    out = cache_root() / "prepared" / f"{stream_key(cfg)}-{store.meta['fingerprint']}"
+    """The prepared stream of `cfg` from the cache, preparing it first if needed (the store's arrays
+    are loaded only then: a prepared stream is found by the store's fingerprint alone)."""
+    store_dir = ensure_store(cfg.source, cache_root())
+    fingerprint = read_json(store_dir / "store.json", "an ingested store's description")["fingerprint"]
+    out = cache_root() / "prepared" / f"{stream_key(cfg)}-{fingerprint}"
     if (out / "manifest.json").is_file():
         return load_stream(out), out
     with _writing(out):
         if (out / "manifest.json").is_file():  # another process wrote it while this one waited
             return load_stream(out), out
         _verify_source(cfg.source)
+        store: InteractionStore = load_store(store_dir, values=filter_columns(cfg), timestamps=False)
         stream = build_stream(cfg, store)
         save_stream(stream, out)
     return stream, out

@@ -162,7 +162,7 @@ class InteractionStore:
     items: np.ndarray  # external item ids (str), index 0 = padding ("")
     offsets: np.ndarray  # int64 [n_users + 1]
     item_seq: np.ndarray  # int32 [n_events], item index per event
-    timestamps: np.ndarray  # float64 [n_events]
+    timestamps: np.ndarray | None  # float64 [n_events]; None when loaded without them (load_store)
     values: dict[str, np.ndarray] = field(default_factory=dict)  # float32 [n_events] per value column
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # object [n_users] per label, None = missing
     meta: dict = field(default_factory=dict)
@@ -404,30 +404,42 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
     }
 
 
-def load_store(path: Path) -> InteractionStore:
+def load_store(path: Path, values: list[str] | None = None, timestamps: bool = True) -> InteractionStore:
+    """The store at `path`. `values`: only these value columns (None: all), and `timestamps=False` leaves
+    the timestamps out (None): building a stream needs neither, and on 100M events each float column
+    is 400-800 MB. Columns are read one at a time, so one column's Arrow buffers are freed before the
+    next is read (the peak is the arrays kept plus one column, not the whole table twice)."""
     meta = json.loads((path / "store.json").read_text())
-    inter = pq.read_table(path / "interactions.parquet")
+    inter = path / "interactions.parquet"
+
+    def column(name: str) -> np.ndarray:
+        return pq.read_table(inter, columns=[name]).column(name).to_numpy()
+
     users = pq.read_table(path / "users.parquet")
     items = pq.read_table(path / "items.parquet").column("item").to_numpy(zero_copy_only=False)
     counts = users.column("events").to_numpy()
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    values = {
-        name: inter.column(f"v_{k}").to_numpy().astype(np.float32, copy=False) for k, name in enumerate(meta["values"])
+    wanted = set(meta["values"] if values is None else values)
+    vals = {
+        name: column(f"v_{k}").astype(np.float32, copy=False) for k, name in enumerate(meta["values"]) if name in wanted
     }
     labels = {
         c.split(":", 1)[1]: users.column(c).to_numpy(zero_copy_only=False)
         for c in users.column_names
         if c.startswith("label:")
     }
-    ts = inter.column("timestamp").to_numpy()
+    ts = None
+    if timestamps:
+        ts = column("timestamp")
+        ts = np.nan_to_num(ts.astype(np.float64), nan=0.0) if ts.dtype != np.float64 else ts
     return InteractionStore(
         users=users.column("user").to_numpy(zero_copy_only=False),
         items=np.concatenate([np.array([""], dtype=object), items.astype(object)]),
         offsets=offsets,
-        item_seq=inter.column("item").to_numpy().astype(np.int32, copy=False),
-        timestamps=np.nan_to_num(ts.astype(np.float64), nan=0.0) if ts.dtype != np.float64 else ts,
-        values=values,
+        item_seq=column("item").astype(np.int32, copy=False),
+        timestamps=ts,
+        values=vals,
         labels=labels,
         meta=meta,
     )
@@ -444,7 +456,7 @@ def source_fingerprint(source: SourceConfig, hashes: dict[str, str], scan: Scan,
     return sha256_bytes(json.dumps(ident, sort_keys=True).encode())[:16]
 
 
-def open_store(source: SourceConfig, cache: Path, memory_limit: str | None = None) -> InteractionStore:
+def ensure_store(source: SourceConfig, cache: Path, memory_limit: str | None = None) -> Path:
     """Ingest the source once into `cache/stores/<fingerprint>` and load it.
 
     Writers hold the lock of the `stores` folder (waiting for it: see data/locks.py), so two processes
@@ -464,4 +476,15 @@ def open_store(source: SourceConfig, cache: Path, memory_limit: str | None = Non
 
                     fetch(source.dataset, quiet=True, verify=True)
                 ingest(scan, profile, path, memory_limit, extra_meta={"fingerprint": fp, "source_hashes": hashes})
-    return load_store(path)
+    return path
+
+
+def open_store(
+    source: SourceConfig,
+    cache: Path,
+    memory_limit: str | None = None,
+    values: list[str] | None = None,
+    timestamps: bool = True,
+) -> InteractionStore:
+    """The source's store (ingested first if needed: ensure_store), loaded (load_store)."""
+    return load_store(ensure_store(source, cache, memory_limit), values, timestamps)

@@ -97,7 +97,7 @@ def _mask(store: InteractionStore, f: Filter | list[Filter] | None) -> np.ndarra
     else:
         raise ConfigError(
             f"filter column '{f.column}' is not in the data (value columns: "
-            f"{', '.join([*store.values, POSITION])}); set source.columns.rating or .values"
+            f"{', '.join([*store.meta.get('values', store.values), POSITION])}); set source.columns.rating or .values"
         )
     m = np.ones(len(v), dtype=bool)
     if f.eq is not None:
@@ -279,6 +279,15 @@ def _profile_task(
     return TaskData(
         t.name, t.kind, u, lengths[u].astype(np.int32), cls[u], _assign(len(u), split, t.name), classes=names
     )
+
+
+def filter_columns(cfg: StreamConfig) -> list[str]:
+    """The value columns the stream's filters read: all a stream build needs of the store's values."""
+    out: set[str] = set()
+    for f in [cfg.sequence.filter, *(t.filter for t in cfg.tasks)]:
+        for one in f if isinstance(f, list) else [f] if f is not None else []:
+            out.add(one.column)
+    return sorted(out - {POSITION})
 
 
 def build_stream(cfg: StreamConfig, store: InteractionStore) -> Stream:
