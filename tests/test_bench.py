@@ -116,3 +116,10 @@ def test_binomial_test_against_the_majority_class():
     v = _versus_majority(rows, refs, {"T4": "accuracy"})
     assert v["good"]["T4"]["all_below_0.05"] and max(v["good"]["T4"]["p"]) < 1e-6
     assert not v["same"]["T4"]["all_below_0.05"] and min(v["same"]["T4"]["p"]) > 0.4
+
+
+def test_methods_split_keeps_a_variants_several_settings_together():
+    from lifelongrec.cli import split_methods
+
+    got = split_methods("seqft, conure:budget=per_phase,retrain_share=0.3,pcl:contextual=false,stl")
+    assert got == ["seqft", "conure:budget=per_phase,retrain_share=0.3", "pcl:contextual=false", "stl"]

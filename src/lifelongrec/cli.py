@@ -345,7 +345,7 @@ def bench_cmd(
         config, seeds = "ml100k", min(seeds, 2)
     name = Path(config).stem if Path(config).suffix else config
     out = out or Path("runs") / "bench" / name
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    chosen = split_methods(methods) if methods else None
     result = run_bench(config, out, chosen, seeds, list(set_ or []), only_seed)
     from . import distributed
 
@@ -422,6 +422,20 @@ def predict_cmd(
             where = f"{histories}: line {n}: " if histories is not None else ""
             raise LifelongrecError(f"{where}{e}") from None
         typer.echo(json.dumps(out))
+
+
+def split_methods(text: str) -> list[str]:
+    """`--methods a,b:k=v,k2=v2,c` -> ["a", "b:k=v,k2=v2", "c"]: a comma starts a new method unless
+    what follows is another `key=value` of the variant before it."""
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if out and "=" in part and ":" not in part and ":" in out[-1]:
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return out
 
 
 def user_error(e: BaseException) -> str | None:
