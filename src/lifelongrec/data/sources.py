@@ -97,7 +97,8 @@ DATASETS: dict[str, Dataset] = {
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LIFELONGREC_CACHE", "~/.cache/lifelongrec")).expanduser()
+    # An empty LIFELONGREC_CACHE means unset (it would otherwise put the cache in the current folder).
+    return Path(os.environ.get("LIFELONGREC_CACHE") or "~/.cache/lifelongrec").expanduser()
 
 
 @dataclass(frozen=True)
