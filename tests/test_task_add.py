@@ -185,3 +185,9 @@ def test_a_parquet_label_file_with_numeric_ids(finished, tmp_path):
              "--format", "parquet", "--user", "uid", "--label", "tier")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert set(Predictor(finished).classify("tier", HIST)["probabilities"]) == {"0", "1", "2"}
+
+
+def test_a_bad_training_setting_is_a_clear_error(finished, tmp_path):
+    (tmp_path / "lab.csv").write_text("user_id,label\nu1,A\nu2,B\n")
+    r = _add(finished, "--name", "T9", "--kind", "classify", "--labels", str(tmp_path / "lab.csv"), "--set", "lr=1e-3x")
+    assert r.exit_code != 0 and "lr" in str(r.exception) and not isinstance(r.exception, ValueError)

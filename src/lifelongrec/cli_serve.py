@@ -63,18 +63,14 @@ def task_add(
     """Learn one new task from your own file on top of a finished run, with the run's method; the
     earlier tasks' outputs stay bit-identical. A running server picks it up with POST /reload."""
     from .adapters import read_run_json
-    from .config import StreamConfig, TaskConfig
+    from .config import StreamConfig, TaskConfig, apply_overrides
     from .data.prepare import open_stream
     from .runner import add_task
 
     if not labels.is_file():
         raise LifelongrecError(f"--labels {labels}: file not found")
-    train = {}
-    for kv in set_ or []:
-        key, eq, value = kv.partition("=")
-        if not eq:
-            raise LifelongrecError(f"--set {kv}: expected KEY=VALUE (a training setting, e.g. lr=0.001)")
-        train[key.removeprefix("train.")] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    # The task's training settings, parsed as every --set is (YAML values); `train.` is optional.
+    train = apply_overrides({}, [kv.removeprefix("train.") for kv in set_ or []])
     spec: dict = {
         "name": name,
         "kind": kind,

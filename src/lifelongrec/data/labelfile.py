@@ -18,13 +18,13 @@ from ..config import LabelFile, ProfileSource
 from ..errors import DataError
 from .diagnose import explain_engine_error
 from .readers import profile_scan
+from .store import first_repeated_user
 
 
 @dataclass
 class LabelRows:
     users: np.ndarray  # object: external user ids, in file order
     values: np.ndarray  # object: labels or item ids, as text
-    rows: np.ndarray  # int64: each value's row in the file (1 = the first data row)
 
 
 def read_label_file(lf: LabelFile, column: str, one_per_user: bool) -> LabelRows:
@@ -47,10 +47,7 @@ def read_label_file(lf: LabelFile, column: str, one_per_user: bool) -> LabelRows
                 f"empty {'user id' if col == 'u' else 'value'}", file=scan.file, row=int(empty[0]), field=name
             )
     if one_per_user:
-        dup = con.execute(
-            "SELECT u, list(rowid + 1 ORDER BY rowid) FROM lab GROUP BY u HAVING count(*) > 1 "
-            "ORDER BY min(rowid) LIMIT 1"
-        ).fetchone()
+        dup = first_repeated_user(con, "lab")
         if dup is not None:
             raise DataError(
                 f"user '{dup[0]}' has more than one label (rows {', '.join(map(str, dup[1][:5]))})",
@@ -58,11 +55,10 @@ def read_label_file(lf: LabelFile, column: str, one_per_user: bool) -> LabelRows
                 field=lf.user,
                 expected="one row per user",
             )
-    t = con.sql("SELECT u, v, rowid + 1 AS r FROM lab ORDER BY rowid").to_arrow_table()
+    t = con.sql("SELECT u, v FROM lab ORDER BY rowid").to_arrow_table()
     return LabelRows(
         t.column("u").to_numpy(zero_copy_only=False).astype(object),
         t.column("v").to_numpy(zero_copy_only=False).astype(object),
-        t.column("r").to_numpy().astype(np.int64),
     )
 
 

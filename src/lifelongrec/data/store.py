@@ -372,6 +372,15 @@ def ingest(
         bar.update()
 
 
+def first_repeated_user(con: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
+    """(user, its rows, 1-based) of the first user in column `u` of `table` with more than one row."""
+    return _sql(
+        con,
+        f"SELECT u, list(rowid + 1 ORDER BY rowid) FROM {table} GROUP BY u HAVING count(*) > 1 "
+        "ORDER BY min(rowid) LIMIT 1",
+    )
+
+
 def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, dict]:
     labels = "".join(f", CAST({p.col(c)} AS VARCHAR) AS {ident(c)}" for c in p.labels)
     try:
@@ -383,10 +392,7 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
     empty = _sql(con, "SELECT rowid + 1 FROM prof WHERE u IS NULL LIMIT 1")
     if empty:
         raise DataError("empty user id", file=p.file, row=int(empty[0]), field=p.user)
-    dup = _sql(
-        con,
-        "SELECT u, list(rowid + 1 ORDER BY rowid) FROM prof GROUP BY u HAVING count(*) > 1 ORDER BY min(rowid) LIMIT 1",
-    )
+    dup = first_repeated_user(con, "prof")
     if dup is not None:
         raise DataError(
             f"user '{dup[0]}' appears more than once (rows {', '.join(map(str, dup[1][:5]))})",
