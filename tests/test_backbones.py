@@ -71,7 +71,7 @@ def test_history_windows_make_every_item_a_target_once():
     offsets = np.array([0, 10, 12, 19])
     seq = np.arange(1, 20)  # user 0: items 1..10, user 1: 11..12, user 2: 13..19
     user, end = np.array([0, 1, 2]), np.array([10, 2, 6])
-    w = history_windows(offsets, seq, user, end, 4)
+    w = history_windows(offsets, seq, user, end, 4)[:]  # built
     assert w.tolist() == [
         [7, 8, 9, 10],
         [4, 5, 6, 7],
@@ -85,9 +85,36 @@ def test_history_windows_make_every_item_a_target_once():
     expected = [i for u, e in zip(user, end) for i in seq[offsets[u] + 1 : offsets[u] + e]]
     assert sorted(targets.tolist()) == sorted(expected)  # each item after the first exactly once
     for width in (2, 3, 5, 11, 12):  # any width covers every target exactly once
-        w = history_windows(offsets, seq, user, end, width)
+        w = history_windows(offsets, seq, user, end, width)[:]
         t = w[:, 1:][(w[:, :-1] > 0) & (w[:, 1:] > 0)]
         assert sorted(t.tolist()) == sorted(expected), width
+
+
+def test_described_windows_build_what_windows_builds():
+    """A task holds its training windows described (user, end); indexing builds exactly the rows that
+    windows() builds, and lengths/last items/selection agree with the built rows."""
+    import numpy as np
+
+    from lifelongrec.data.batches import described_windows, history_windows, windows
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 15, size=40)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    seq = rng.integers(1, 50, size=int(offsets[-1])).astype(np.int32)
+    user = rng.integers(0, 40, size=100)
+    end = np.minimum(rng.integers(0, 15, size=100), lengths[user])
+    for width in (1, 5, 31):
+        built = windows(offsets, seq, user, end, width)
+        w = described_windows(offsets, seq, user, end, width)
+        assert w.shape == built.shape and len(w) == len(built)
+        idx = rng.permutation(100)[:37]
+        np.testing.assert_array_equal(w[idx], built[idx])
+        np.testing.assert_array_equal(w.lengths(), (built > 0).sum(1))
+        np.testing.assert_array_equal(w.last_items(), built[:, -1])
+        mask = end % 2 == 0
+        np.testing.assert_array_equal(w.select(mask)[:], built[mask])
+    h = history_windows(offsets, seq, user, np.maximum(end, 1), 4)
+    np.testing.assert_array_equal(h.lengths(), (h[:] > 0).sum(1))
 
 
 def test_full_softmax_loss_matches_manual():

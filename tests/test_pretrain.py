@@ -126,7 +126,7 @@ def test_history_all_trains_on_every_item_of_long_histories(tmp_path):
         cfg = load_config(synthetic_config(tmp_path, "nextitnet"), [f"train.history={history}"])
         stream, _ = open_stream(cfg)
         obj = NextItemObjective(stream, "T1", t1_net(*build_t1(cfg, stream)), cfg)
-        w = obj.train_w
+        w = obj.train_w[:]  # built
         counts[history] = int(((w[:, :-1] > 0) & (w[:, 1:] > 0)).sum())
     td = stream.task("T1")
     expected = int((td.end[td.split == TRAIN].astype(np.int64) - 1).sum())  # every item after the first

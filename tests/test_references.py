@@ -182,7 +182,7 @@ def test_next_item_counts_match_the_objective(synthetic: tuple[Stream, StreamCon
         obj = NextItemObjective.__new__(NextItemObjective)  # only its training-window builder
         obj.stream, obj.cfg = stream, cfg.model_copy(update={"train": train})
         L = cfg.sequence.max_length
-        w, _ = obj._train_examples(td.user[tr], td.end[tr], td.target[tr], L + 1)
+        w = obj._train_examples(td.user[tr], td.end[tr], td.target[tr], L + 1)[0][:]  # built
         inp, tgt = w[:, :-1], w[:, 1:]
         want = np.bincount(tgt[(inp > 0) & (tgt > 0)], minlength=stream.n_items + 1)
         assert (training_item_counts(stream, td, train, L) == want).all()

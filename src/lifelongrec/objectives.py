@@ -7,8 +7,9 @@ Objectives are registered by task kind and each declares the metric a report sho
 - classify: cross-entropy on the user vector; accuracy;
 - binary: one logit, binary cross-entropy; ROC AUC (scikit-learn).
 
-The objective owns the data side: windows built once, batches (dicts of named tensors) by slicing,
-the loss, and exact evaluation on the task's own splits, all on the run's device.
+The objective owns the data side: windows described once (each batch builds its rows), batches (dicts
+of named tensors) by slicing, the loss, and exact evaluation on the task's own splits, all on the run's
+device.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from .config import StreamConfig, TrainConfig
-from .data.batches import history_windows, sort_by_length, trim_left, windows
+from .data.batches import Windows, described_windows, history_windows, sort_by_length, trim_left
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
 from .device import resolve_device
 from .engine import Objective
@@ -63,7 +64,7 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
 
 @dataclass
 class EvalSet:
-    windows: np.ndarray  # [n, L] sorted by length
+    windows: Windows  # [n, L] sorted by length; slices build their rows
     targets: np.ndarray
     users: np.ndarray
     ends: np.ndarray
@@ -131,10 +132,10 @@ class TaskObjective(Objective):
         self.eval_sets: dict[int, EvalSet] = {}
         for split in (VALID, TEST):
             m = td.split == split
-            w = windows(stream.offsets, stream.seq_items, td.user[m], td.end[m], self.L)
+            w = described_windows(stream.offsets, stream.seq_items, td.user[m], td.end[m], self.L)
             order = sort_by_length(w)
             self.eval_sets[split] = EvalSet(
-                w[order], td.target[m][order].astype(np.int64), td.user[m][order], td.end[m][order]
+                w.select(order), td.target[m][order].astype(np.int64), td.user[m][order], td.end[m][order]
             )
 
     def require_examples(self) -> None:
@@ -151,9 +152,9 @@ class TaskObjective(Objective):
             "valid fractions more weight"
         )
 
-    def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training windows and targets: one window per example."""
-        return windows(self.stream.offsets, self.stream.seq_items, user, end, width), target.astype(np.int64)
+    def _train_examples(self, user, end, target, width: int) -> tuple[Windows, np.ndarray]:
+        """Training windows (described; a batch builds its rows) and targets: one window per example."""
+        return described_windows(self.stream.offsets, self.stream.seq_items, user, end, width), target.astype(np.int64)
 
     def _t(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device)
@@ -189,7 +190,7 @@ class TaskObjective(Objective):
         return -(-len(self.train_w) // batch_size)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
-        lengths = (self.train_w > 0).sum(1)
+        lengths = self.train_w.lengths()
         for idx in bucketed_batches(lengths, batch_size, rng, self.cfg.train.length_buckets):
             yield {
                 "row": self._t(idx),
@@ -282,15 +283,15 @@ class NextItemObjective(TaskObjective):
 
     def __init__(self, stream: Stream, task: str, net: TaskNet, cfg: StreamConfig) -> None:
         super().__init__(stream, task, net, cfg, width_extra=1)
-        keep = (self.train_w > 0).sum(1) >= 2  # a row needs an input and a target
-        self.train_w, self.train_t = self.train_w[keep], self.train_t[keep]
+        keep = self.train_w.lengths() >= 2  # a row needs an input and a target
+        self.train_w, self.train_t = self.train_w.select(keep), self.train_t[keep]
         self.monitor = item_monitor(cfg.train, task)
 
-    def _train_examples(self, user, end, target, width: int) -> tuple[np.ndarray, np.ndarray]:
+    def _train_examples(self, user, end, target, width: int) -> tuple[Windows, np.ndarray]:
         if self.cfg.train.history == "last":
             return super()._train_examples(user, end, target, width)
         w = history_windows(self.stream.offsets, self.stream.seq_items, user, end, width)
-        return w, w[:, -1].copy()  # the targets that matter are the windows shifted by one (see loss)
+        return w, w.last_items()  # the targets that matter are the windows shifted by one (see loss)
 
     def loss(self, batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         w = batch["items"]
@@ -320,7 +321,7 @@ class ItemRecObjective(TaskObjective):
         td, tr = self.td, self.td.split == TRAIN
         users, first, counts = np.unique(td.user[tr], return_index=True, return_counts=True)
         order = np.argsort(td.user[tr], kind="stable")
-        self.train_w = self.train_w[first]  # one window per user
+        self.train_w = self.train_w.select(first)  # one window per user
         self.train_t = self.train_t[order]  # targets grouped by user, in user order
         self.t_off = np.concatenate([[0], np.cumsum(counts)])
         # Negatives of the sampled/BPR losses: uniform (None), or LambdaFM's static popularity sampler
@@ -339,7 +340,7 @@ class ItemRecObjective(TaskObjective):
         """Users per step: batch_size of them (train.item_batch=users, similar lengths together), or
         whole users packed up to batch_size targets (item_batch=targets)."""
         if self.cfg.train.item_batch == "users":
-            return bucketed_batches((self.train_w > 0).sum(1), batch_size, rng, self.cfg.train.length_buckets)
+            return bucketed_batches(self.train_w.lengths(), batch_size, rng, self.cfg.train.length_buckets)
         return packed_batches(np.diff(self.t_off), batch_size, rng)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Batch]:
