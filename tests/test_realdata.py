@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lifelongrec.config import load_config
+from lifelongrec.data.build import build_stream
 from lifelongrec.data.sources import cache_root, fetch
 from lifelongrec.data.store import open_store
-from lifelongrec.data.stream import build_stream
 from lifelongrec.errors import FetchError
 
 pytestmark = pytest.mark.realdata

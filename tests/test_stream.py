@@ -99,7 +99,7 @@ def test_split_is_deterministic_and_depends_on_seed(tmp_path, ratings_csv, users
 
 def test_split_fractions_on_a_larger_task(tmp_path):
     from lifelongrec.config import SplitConfig
-    from lifelongrec.data.stream import _assign
+    from lifelongrec.data.build import _assign
 
     s = _assign(10_000, SplitConfig(seed=1, fractions=(0.8, 0.05, 0.15)), "T2")
     assert np.bincount(s).tolist() == [8000, 500, 1500]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import SourceConfig, StreamConfig
 from ..fsutil import clean_stale_temporaries, read_json
+from .blocks import read_blocks
+from .build import build_stream, filter_columns
 from .locks import cache_lock, clean_own_temporaries, path_lock_folder
 from .sources import cache_root, fetch
-from .store import InteractionStore, ensure_store, load_store, open_store
-from .stream import Stream, build_stream, filter_columns, load_stream, save_stream, stream_key
+from .store import ensure_store, load_store
+from .stream import Stream, load_stream, save_stream, stream_key
 
 
 def _verify_source(source: SourceConfig) -> None:
@@ -40,31 +44,46 @@ def _writing(out: Path) -> Iterator[None]:
             yield
 
 
+def _build(cfg: StreamConfig, store_dir: Path, out: Path) -> Stream:
+    """Build the stream of `cfg` from the store at `store_dir` and write it to `out` (the caller holds
+    the writer's lock). The store is read a block of users at a time (data/blocks.py) and the input
+    sequences go to a scratch file beside `out`, so memory does not grow with the number of events;
+    the stream returned is the one written, read back (its sequences memory-mapped)."""
+    values = filter_columns(cfg)
+    header = load_store(store_dir, values=values, timestamps=False, events=False)
+    _verify_source(cfg.source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build.", suffix=".tmp"))
+    try:
+        stream = build_stream(cfg, header, read_blocks(store_dir, header, values), scratch / "seq_items.npy")
+        save_stream(stream, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return load_stream(out)
+
+
+def _store_dir(source: SourceConfig, memory_limit: str | None = None) -> tuple[Path, str]:
+    store_dir = ensure_store(source, cache_root(), memory_limit)
+    return store_dir, read_json(store_dir / "store.json", "an ingested store's description")["fingerprint"]
+
+
 def prepare(cfg: StreamConfig, out: Path | None = None, memory_limit: str | None = None) -> tuple[Stream, Path]:
     """Build the stream of `cfg` and write it to `out` (default: the cache). Returns it and its folder."""
-    store = open_store(cfg.source, cache_root(), memory_limit, values=filter_columns(cfg), timestamps=False)
-    stream = build_stream(cfg, store)
+    store_dir, fingerprint = _store_dir(cfg.source, memory_limit)
     if out is None:
-        out = cache_root() / "prepared" / f"{stream_key(cfg)}-{store.meta['fingerprint']}"
+        out = cache_root() / "prepared" / f"{stream_key(cfg)}-{fingerprint}"
     with _writing(out):
-        _verify_source(cfg.source)
-        save_stream(stream, out)
-    return stream, out
+        return _build(cfg, store_dir, out), out
 
 
 def open_stream(cfg: StreamConfig) -> tuple[Stream, Path]:
     """The prepared stream of `cfg` from the cache, preparing it first if needed (the store's arrays
     are loaded only then: a prepared stream is found by the store's fingerprint alone)."""
-    store_dir = ensure_store(cfg.source, cache_root())
-    fingerprint = read_json(store_dir / "store.json", "an ingested store's description")["fingerprint"]
+    store_dir, fingerprint = _store_dir(cfg.source)
     out = cache_root() / "prepared" / f"{stream_key(cfg)}-{fingerprint}"
     if (out / "manifest.json").is_file():
         return load_stream(out), out
     with _writing(out):
         if (out / "manifest.json").is_file():  # another process wrote it while this one waited
             return load_stream(out), out
-        _verify_source(cfg.source)
-        store: InteractionStore = load_store(store_dir, values=filter_columns(cfg), timestamps=False)
-        stream = build_stream(cfg, store)
-        save_stream(stream, out)
-    return stream, out
+        return _build(cfg, store_dir, out), out

@@ -177,7 +177,7 @@ class InteractionStore:
 
     @property
     def n_events(self) -> int:
-        return len(self.item_seq)
+        return int(self.offsets[-1])  # also for a store loaded without its events (load_store)
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -410,11 +410,15 @@ def _ingest_profile(con: duckdb.DuckDBPyConnection, p: Scan) -> tuple[pa.Table, 
     }
 
 
-def load_store(path: Path, values: list[str] | None = None, timestamps: bool = True) -> InteractionStore:
+def load_store(
+    path: Path, values: list[str] | None = None, timestamps: bool = True, events: bool = True
+) -> InteractionStore:
     """The store at `path`. `values`: only these value columns (None: all), and `timestamps=False` leaves
     the timestamps out (None): building a stream needs neither, and on 100M events each float column
     is 400-800 MB. Columns are read one at a time, so one column's Arrow buffers are freed before the
-    next is read (the peak is the arrays kept plus one column, not the whole table twice)."""
+    next is read (the peak is the arrays kept plus one column, not the whole table twice).
+    `events=False`: users, items, offsets and labels only (no per-event array; data/blocks.py reads
+    the events a block of users at a time)."""
     meta = json.loads((path / "store.json").read_text())
     inter = path / "interactions.parquet"
 
@@ -426,7 +430,7 @@ def load_store(path: Path, values: list[str] | None = None, timestamps: bool = T
     counts = users.column("events").to_numpy()
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    wanted = set(meta["values"] if values is None else values)
+    wanted = set(meta["values"] if values is None else values) if events else set()
     vals = {
         name: column(f"v_{k}").astype(np.float32, copy=False) for k, name in enumerate(meta["values"]) if name in wanted
     }
@@ -436,14 +440,14 @@ def load_store(path: Path, values: list[str] | None = None, timestamps: bool = T
         if c.startswith("label:")
     }
     ts = None
-    if timestamps:
+    if timestamps and events:
         ts = column("timestamp")
         ts = np.nan_to_num(ts.astype(np.float64), nan=0.0) if ts.dtype != np.float64 else ts
     return InteractionStore(
         users=users.column("user").to_numpy(zero_copy_only=False),
         items=np.concatenate([np.array([""], dtype=object), items.astype(object)]),
         offsets=offsets,
-        item_seq=column("item").astype(np.int32, copy=False),
+        item_seq=column("item").astype(np.int32, copy=False) if events else np.zeros(0, dtype=np.int32),
         timestamps=ts,
         values=vals,
         labels=labels,
