@@ -166,3 +166,20 @@ def test_length_buckets_cover_every_example_once():
             assert spread < 20
         if bucket == 1:  # plain random batches span most of the range
             assert spread > 150
+
+
+@pytest.mark.parametrize(
+    ("sets", "pinned"),
+    [(["train.precision=bf16"], "nextitnet"), (["train.compile=true"], "nextitnet")],
+    ids=["bf16", "compile"],
+)
+def test_bf16_and_compiled_training_learn_the_ring_and_keep_float32_weights(tmp_path, sets, pinned):
+    """train.precision=bf16 (autocast) and train.compile=true train to the float32 run's metrics within
+    the pin's tolerance; the saved weights stay float32, and evaluation runs in float32."""
+    cfg = load_config(synthetic_config(tmp_path, "nextitnet", epochs=6), sets)
+    stream, _ = open_stream(cfg)
+    meta = pretrain(cfg, stream, tmp_path / "run", log=lambda *_: None)
+    for k, v in PINNED[pinned].items():
+        assert meta["test"][k] == pytest.approx(v, abs=0.05), k
+    weights = load_file(tmp_path / "run" / "backbone.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}

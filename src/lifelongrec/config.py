@@ -229,6 +229,12 @@ class TrainConfig(Strict):
     threads: int | None = None  # torch threads; default: all cores
     # Where to compute: auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps.
     device: str = "auto"
+    # Training steps under bf16 autocast (matmuls and convolutions in bfloat16, losses and weights in
+    # float32); evaluation always runs in float32. And torch.compile of the training step (dynamic
+    # shapes: batches are trimmed to their longest row). Both off by default: see bench/RESULTS.md
+    # ("Mixed precision and torch.compile") for what they do to speed and metrics here.
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> Any:

@@ -268,6 +268,8 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
     quiet = not sys.stderr.isatty() or not main
     n_batches = -(-obj.n_batches(cfg.batch_size) // ranks)
     step = _Step(obj, module) if ranks == 1 else _ddp(_Step(obj, module), device)
+    run_step: Any = torch.compile(step, dynamic=True) if cfg.compile else step
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     obj.on_fit_start()
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"] + 1
@@ -285,7 +287,8 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
         bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch}", disable=quiet, leave=False)
         for batch in bar:
             obj.before_step()
-            loss, n = step(batch, gen)
+            with autocast:
+                loss, n = run_step(batch, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
