@@ -53,6 +53,11 @@ def test_two_processes_learn_t1_as_one_within_tolerance(runs):
     a, b = one["test"]["MRR@5"], two["test"]["MRR@5"]
     assert abs(a - b) <= 0.1 and min(a, b) > 0.2
     assert one["epochs_run"] == two["epochs_run"] == 3
+    # Each epoch logs every process's peak memory, in rank order.
+    _, _, _, tmp = runs
+    for folder, n in (("one", 1), ("two", 2)):
+        rows = [json.loads(x) for x in (tmp / folder / "train" / "metrics.jsonl").read_text().splitlines()]
+        assert all(len(r["peak_rss_mib"]) == n and min(r["peak_rss_mib"]) > 10 for r in rows)
 
 
 def test_distributed_evaluation_counts_every_example_once_and_exactly(runs):

@@ -86,3 +86,12 @@ def all_sum(*values: float) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def per_rank(value: float) -> list[float]:
+    """`value` of every rank, in rank order (the peak memory of each process, for the log)."""
+    if world() == 1:
+        return [value]
+    parts: list[Any] = [None] * world()
+    dist.all_gather_object(parts, value)
+    return [float(x) for x in parts]

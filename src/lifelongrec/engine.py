@@ -99,6 +99,14 @@ class FitResult:
     resumed_seconds: float = 0.0
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
+
+
 def make_adam(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
     """Adam with the fused kernel: on 2 CPU cores the default per-tensor loop took ~0.9 s per step for
     an 8M-parameter NextItNet, the fused kernel ~0.08 s (measured; see bench/RESULTS.md)."""
@@ -323,6 +331,7 @@ def fit(obj: Objective, cfg: TrainConfig, run_dir: Path, log=logger.info, key: d
             "valid": valid,
             "improved": improved,
             "elapsed_train_seconds": round(state["train_seconds"], 3),
+            "peak_rss_mib": dist.per_rank(peak_rss_mib()),  # per process (rank), since it started
         }
         state["history"].append(entry)
         state["epoch"] = epoch
