@@ -122,3 +122,21 @@ def test_the_bench_runs_in_two_processes_and_rank_0_reports(runs):
     assert (
         set(result["methods"]) >= {"finesmax", "conure"} if "methods" in result else (tmp / "b" / "report.md").is_file()
     )
+
+
+def test_the_multi_node_command_line_runs_on_one_node(runs):
+    """README's several-machines form (torchrun's c10d rendezvous instead of a master address), here
+    with one node of 2 processes: it trains the run the master-address form trains, to the last digit."""
+    config, _, two, tmp = runs
+    out = tmp / "rdzv"
+    env = {**os.environ, "LIFELONGREC_CACHE": str(tmp / "cache"), "LIFELONGREC_DIST_BACKEND": "gloo"}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--node-rank", "0",
+           "--nproc-per-node", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+           "--rdzv-id", "lifelongrec-test", "-m", "lifelongrec", "pretrain", "--config", str(config),
+           "--out", str(out), *SETS]  # fmt: skip
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((out / "backbone.json").read_text())
+    assert meta["weights_sha256"] == two["weights_sha256"]
+    assert meta["test"]["MRR@5"] == two["test"]["MRR@5"]
