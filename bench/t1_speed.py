@@ -7,6 +7,8 @@ Ablations (each undoes one speed fix, to measure what it gains):
   --no-trim     keep every batch at the full window width instead of dropping all-padding columns
   --conv1d      NextItNet convolutions through F.conv1d instead of one GEMM over concatenated taps
   --threads N   torch threads (default: all cores)
+On a GPU (train.device auto finds it, or --set train.device=cuda) the peak is the GPU's own GEMM peak in
+the training dtype (--set train.precision=bf16: bfloat16 GEMMs under autocast), timed with synchronisation.
 Usage: python bench/t1_speed.py [--config ml1m] [--epochs 2] [--set model.d=256 ...] [ablations]
 """
 
@@ -22,24 +24,33 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
+from lifelongrec.device import generator, resolve_device
 from lifelongrec.engine import make_adam, set_threads
 from lifelongrec.objectives import NextItemObjective
 from lifelongrec.pretrain import build_t1, t1_net
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 10) -> float:
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         t = time.perf_counter()
         a @ b
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
 
 def epoch_flops(obj: NextItemObjective, batch_size: int) -> float:
     total = 0
-    gen = torch.Generator().manual_seed(0)
+    gen = generator(obj.device, 0)
     for batch in obj.train_batches(np.random.default_rng(0), batch_size):
         with FlopCounterMode(display=False) as fc:
             loss, _ = obj.loss(batch, gen)
@@ -75,32 +86,42 @@ def main() -> None:
             return y.transpose(1, 2)
 
         CausalConv1d.forward = conv1d_forward
-    peak = matmul_peak()
     for name in args.backbones:
         cfg = load_config(args.config, [f"model.name={name}", *args.overrides])
+        device = resolve_device(cfg.train.device)
+        bf16 = cfg.train.precision == "bf16"
+        peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         stream, _ = open_stream(cfg)
         backbone, head = build_t1(cfg, stream)
         obj = NextItemObjective(stream, "T1", t1_net(backbone, head), cfg)
-        flops = epoch_flops(obj, cfg.train.batch_size)
+        obj.module().to(device)
+        with autocast:
+            flops = epoch_flops(obj, cfg.train.batch_size)
         opt = make_adam(obj.trainable(), cfg.train)
         times, tokens = [], 0
         for epoch in range(args.epochs):
             rng = np.random.default_rng(epoch)
-            gen = torch.Generator().manual_seed(epoch)
+            gen = generator(device, epoch)
             obj.module().train()
+            sync(device)
             t0, tokens = time.perf_counter(), 0
             for batch in obj.train_batches(rng, cfg.train.batch_size):
-                loss, n = obj.loss(batch, gen)
+                with autocast:
+                    loss, n = obj.loss(batch, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 tokens += int(n)
+            sync(device)
             times.append(time.perf_counter() - t0)
         t = min(times)
         print(
             json.dumps(
                 {
                     "backbone": name,
+                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                    "precision": cfg.train.precision,
                     "d": cfg.model.d,
                     "threads": threads,
                     "batch_size": cfg.train.batch_size,
