@@ -10,7 +10,11 @@ up with 200 requests, and then loaded at each concurrency. Reported: requests pe
 percentiles (client side, from send to the parsed answer), errors (any status but 200, or a failed
 connection), the server's resident memory before and after, and its micro-batching counts (/stats).
 The client runs on the same machine (httpx, one asyncio loop), so it takes CPU from the server:
-the figures are a lower bound of what the server alone does.
+the figures are a lower bound of what the server alone does. `--client ab` loads with ApacheBench
+instead (C, `apt-get install apache2-utils`): one `ab` process per task, each posting one test user's
+history over and over at concurrency/tasks (no embeds), so the client costs far less CPU; its latency
+percentiles are the worst over the processes. `--rounds N` repeats each load N times on the same server
+(a longer run: is memory flat?), one row per round.
 """
 
 from __future__ import annotations
@@ -111,6 +115,52 @@ async def load(base: str, reqs: list[tuple[str, dict]], concurrency: int) -> dic
     }
 
 
+def load_ab(base: str, tasks: list[dict], hists: list[list[str]], n: int, concurrency: int, tmp: Path) -> dict:
+    """`ab` processes side by side, one per task; requests, errors and the worst percentiles summed up."""
+    procs = []
+    per_c, per_n = max(1, concurrency // len(tasks)), max(1, n // len(tasks))
+    tmp.mkdir(parents=True, exist_ok=True)
+    for i, t in enumerate(tasks):
+        route, body = requests_for([t], [hists[i % len(hists)]], 1)[0]
+        (tmp / f"{i}.json").write_text(json.dumps(body))
+        cmd = ["ab", "-q", "-k", "-c", str(per_c), "-n", str(per_n), "-p", str(tmp / f"{i}.json")]
+        cmd += ["-T", "application/json", "-e", str(tmp / f"{i}.csv"), f"{base}{route}"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    t0 = time.perf_counter()
+    outs = [pr.communicate()[0] for pr in procs]
+    wall = time.perf_counter() - t0
+    errors, done = 0, 0
+    for out in outs:
+        for line in out.splitlines():
+            # ab counts an answer whose length differs from the first one's as "failed (Length)": a
+            # probability's last digits move with the micro-batch it was computed in, so only failed
+            # connections, receives and exceptions, and non-2xx statuses, are errors here.
+            if line.strip().startswith("(Connect:"):
+                parts = dict(x.strip().split(": ") for x in line.strip(" ()").split(","))
+                errors += sum(int(parts[k]) for k in ("Connect", "Receive", "Exceptions"))
+            if line.startswith("Non-2xx responses:"):
+                errors += int(line.split(":")[1].split()[0])
+            if line.startswith("Complete requests:"):
+                done += int(line.split(":")[1])
+    pct: dict[int, float] = {}
+    for i in range(len(tasks)):
+        rows = [r.split(",") for r in (tmp / f"{i}.csv").read_text().splitlines()[1:]]
+        for q, ms in rows:
+            pct[int(float(q))] = max(pct.get(int(float(q)), 0.0), float(ms))
+    return {
+        "client": "ab",
+        "concurrency": per_c * len(tasks),
+        "requests": done,
+        "seconds": round(wall, 2),
+        "req_per_s": round(done / wall, 1),
+        "p50_ms": pct.get(50),
+        "p95_ms": pct.get(95),
+        "p99_ms": pct.get(99),
+        "max_ms": pct.get(100),
+        "errors": {"failed or non-2xx": errors} if errors else {},
+    }
+
+
 def serve(run: Path, port: int, max_batch: int, threads: int, log: Path, wait_ms: float) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lifelongrec", "serve", str(run), "--port", str(port), "--max-batch", str(max_batch)]
@@ -139,6 +189,8 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat each load on the same server")
+    ap.add_argument("--client", choices=["httpx", "ab"], default="httpx")
     args = ap.parse_args()
     hists = histories(args.run, 1000)
     results = []
@@ -149,13 +201,17 @@ def main() -> None:
         try:
             tasks = httpx.get(f"{base}/tasks").json()
             asyncio.run(load(base, requests_for(tasks, hists, 200, seed=99), 8))  # warm-up
-            for c in args.concurrency:
+            for c, rnd in [(c, r) for c in args.concurrency for r in range(args.rounds)]:
                 before = rss_mib(proc.pid)
                 httpx.post(f"{base}/stats/reset")
                 stats0 = httpx.get(f"{base}/stats").json()
-                row = asyncio.run(load(base, requests_for(tasks, hists, args.requests, seed=c), c))
+                if args.client == "ab":
+                    row = load_ab(base, tasks, hists, args.requests, c, Path(f"/tmp/load_test_ab_{args.port}"))
+                else:
+                    row = asyncio.run(load(base, requests_for(tasks, hists, args.requests, seed=c + rnd), c))
                 stats1 = httpx.get(f"{base}/stats").json()
                 row.update(
+                    round=rnd + 1,
                     run=str(args.run),
                     max_batch=mb,
                     max_wait_ms=args.max_wait_ms,
