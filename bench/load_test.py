@@ -161,10 +161,12 @@ def load_ab(base: str, tasks: list[dict], hists: list[list[str]], n: int, concur
     }
 
 
-def serve(run: Path, port: int, max_batch: int, threads: int, log: Path, wait_ms: float) -> subprocess.Popen:
+def serve(
+    run: Path, port: int, max_batch: int, threads: int, log: Path, wait_ms: float, shared: bool = True
+) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "lifelongrec", "serve", str(run), "--port", str(port), "--max-batch", str(max_batch)]
-    cmd += ["--max-wait-ms", str(wait_ms)]
+    cmd += ["--max-wait-ms", str(wait_ms), "--shared-pass" if shared else "--no-shared-pass"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
     for _ in range(600):
         try:
@@ -191,12 +193,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--rounds", type=int, default=1, help="repeat each load on the same server")
     ap.add_argument("--client", choices=["httpx", "ab"], default="httpx")
+    ap.add_argument("--no-shared-pass", action="store_true", help="tasks never share a forward pass")
     args = ap.parse_args()
     hists = histories(args.run, 1000)
     results = []
     for mb in args.max_batch:
         log = Path(f"/tmp/load_test_server_{args.port}.log")
-        proc = serve(args.run, args.port, mb, args.threads, log, args.max_wait_ms)
+        proc = serve(args.run, args.port, mb, args.threads, log, args.max_wait_ms, not args.no_shared_pass)
         base = f"http://127.0.0.1:{args.port}"
         try:
             tasks = httpx.get(f"{base}/tasks").json()
@@ -215,6 +218,7 @@ def main() -> None:
                     run=str(args.run),
                     max_batch=mb,
                     max_wait_ms=args.max_wait_ms,
+                    shared_pass=not args.no_shared_pass,
                     server_rss_mib_before=round(before, 1),
                     server_rss_mib_after=round(rss_mib(proc.pid), 1),
                     forward_passes=stats1["batches"] - stats0["batches"],

@@ -181,3 +181,58 @@ def test_one_bad_request_in_a_micro_batch_fails_alone(run_dir):
     with TestClient(create_app(run_dir, batching=Batching(max_batch=64, max_wait_ms=50))) as c:
         rs = _concurrently(c, bodies, "/classify")
     assert [r.status_code for r in rs] == [200, 422] * 4
+
+
+@pytest.fixture(scope="module")
+def finesmax_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve-finesmax")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIFELONGREC_CACHE", str(tmp / "cache"))
+        cfg = load_config(synthetic_config(tmp), ["train.epochs=2"])
+        run_stream(cfg, "finesmax", tmp / "run", log=lambda *_: None)
+    return tmp / "run"
+
+
+def test_tasks_that_read_the_base_alone_share_one_forward_pass(finesmax_dir, run_dir):
+    """FineSmax's tasks all read the frozen base (no view of their own) through the same input, so
+    requests for different tasks and operations share one forward pass, each answered by its own head
+    as if alone; PCL's prompted tasks never share (their prompts enter the input)."""
+    import asyncio
+
+    from lifelongrec.batching import MicroBatcher, Pending
+
+    p = Predictor(finesmax_dir)
+    assert p.pass_key("T1") == p.pass_key("T2") == p.pass_key("T3") is not None
+    pcl = Predictor(run_dir)
+    assert pcl.pass_key("T2") is None and pcl.pass_key("T3") is None
+
+    hists = [["i1", "i2", "i3"], ["i5"], ["i7", "i8", "i9", "i10", "x"], ["i2", "i4"]]
+
+    async def answer(shared: bool) -> tuple[list, int]:
+        b = MicroBatcher(p, shared_pass=shared)
+        groups = [
+            [Pending("recommend", "T2", h, k=3) for h in hists[:2]],
+            [Pending("recommend", "T1", h, k=2, exclude_seen=True) for h in hists[1:]],
+            [Pending("classify", "T3", h) for h in hists],
+            [Pending("classify", "T2", hists[0])],  # the wrong operation for T2: fails alone
+        ]
+        keys = {b._pass_key(g[0].task) for g in groups}
+        assert len(keys) == 1
+        await (b._run_pass(groups) if shared else asyncio.gather(*(b._run_pass([g]) for g in groups)))
+        out = [[q.future.exception() or q.future.result() for q in g] for g in groups]
+        return out, b.batches
+
+    shared, n_shared = asyncio.run(answer(True))
+    alone, n_alone = asyncio.run(answer(False))
+    assert (n_shared, n_alone) == (1, 4)
+    for gs, ga in zip(shared[:3], alone[:3]):
+        for s, a in zip(gs, ga):
+            if "items" in a:
+                assert [x["item"] for x in s["items"]] == [x["item"] for x in a["items"]]
+                assert [x["score"] for x in s["items"]] == pytest.approx([x["score"] for x in a["items"]], abs=1e-5)
+            else:
+                assert s["class"] == a["class"]
+                assert s["probabilities"] == pytest.approx(a["probabilities"], abs=1e-5)
+            assert s["unknown_items"] == a["unknown_items"]
+    assert shared[2][2]["unknown_items"] == ["x"]
+    assert isinstance(shared[3][0], LifelongrecError) and "use recommend" in str(shared[3][0])

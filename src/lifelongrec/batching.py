@@ -2,7 +2,9 @@
 `max_batch` of them (waiting at most `max_wait_ms` after the first for more), groups those that can
 share one forward pass (the same task and operation, and for recommend the same exclude_seen and no
 candidate list), and answers each group with one batched Predictor call in a worker thread, so the
-event loop never runs inference. A full queue is refused at once (the caller answers 429).
+event loop never runs inference. Groups of different tasks share one forward pass too where the method
+allows it (Predictor.pass_key: tasks that read the base with no view of their own, like FineSmax's),
+each then applying only its own head. A full queue is refused at once (the caller answers 429).
 
 Each request is checked on its own before it joins a group (an empty or wholly unknown history fails
 that request alone, not its neighbours).
@@ -18,7 +20,8 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
-from .predict import Predictor
+from .errors import LifelongrecError
+from .predict import Inputs, Predictor
 
 
 class QueueFull(Exception):
@@ -43,8 +46,16 @@ class Pending:
 
 
 class MicroBatcher:
-    def __init__(self, predictor: Predictor, max_batch: int = 64, max_wait_ms: float = 2.0, queue_size: int = 1024):
+    def __init__(
+        self,
+        predictor: Predictor,
+        max_batch: int = 64,
+        max_wait_ms: float = 2.0,
+        queue_size: int = 1024,
+        shared_pass: bool = True,
+    ):
         self.predictor, self.max_batch, self.max_wait = predictor, max_batch, max_wait_ms / 1000.0
+        self.shared_pass = shared_pass
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_size)
         self.batches = 0  # forward passes run (for the load test's report)
         self.requests = 0
@@ -87,34 +98,63 @@ class MicroBatcher:
             groups: dict[tuple, list[Pending]] = defaultdict(list)
             for p in got:
                 groups[p.key()].append(p)
-            # One group at a time (two side by side in threads measured slower on 2 cores: they
+            passes: dict[tuple, list[list[Pending]]] = defaultdict(list)  # groups sharing one forward pass
+            for key, g in groups.items():
+                shared = self._pass_key(g[0].task) if self.shared_pass else None
+                passes[("shared", shared) if shared is not None else ("own", key)].append(g)
+            # One pass at a time (two side by side in threads measured slower on 2 cores: they
             # compete with the event loop for the GIL, bench/RESULTS.md); requests arriving meanwhile
             # wait in the queue and make the next micro-batch larger.
-            for g in groups.values():
-                await self._run_group(g)
+            for gs in passes.values():
+                await self._run_pass(gs)
 
-    async def _run_group(self, group: list[Pending]) -> None:
-        self.batches += 1
-        self.requests += len(group)
+    def _pass_key(self, task: str) -> tuple | None:
         try:
-            answers = await run_in_threadpool(self._answer, group)
-        except Exception as e:  # the group's fault (an unknown task, a wrong kind): every member's
-            for p in group:
-                if not p.future.done():
-                    p.future.set_exception(e)
-            return
-        for p, a in zip(group, answers):
-            if not p.future.done():  # a caller that went away leaves a cancelled future
-                p.future.set_result(a)
+            return self.predictor.pass_key(task)
+        except LifelongrecError:  # an unknown task: its group fails on its own below
+            return None
 
-    def _answer(self, group: list[Pending]) -> list[dict]:
+    async def _run_pass(self, groups: list[list[Pending]]) -> None:
+        self.batches += 1
+        self.requests += sum(len(g) for g in groups)
+        try:
+            results = await run_in_threadpool(self._answer_pass, groups)
+        except Exception as e:  # the shared forward pass itself failed: every member's fault
+            results = [e] * len(groups)
+        for group, answers in zip(groups, results):
+            for i, p in enumerate(group):
+                if p.future.done():  # a caller that went away leaves a cancelled future
+                    continue
+                if isinstance(answers, Exception):  # the group's fault (an unknown task, a wrong kind)
+                    p.future.set_exception(answers)
+                else:
+                    p.future.set_result(answers[i])
+
+    def _answer_pass(self, groups: list[list[Pending]]) -> list[list[dict] | Exception]:
+        """Each group's answers (or its error), from one forward pass when there are several groups."""
+        given: list[Inputs | None] = [None] * len(groups)
+        if len(groups) > 1:
+            ids, unknown, vectors = self.predictor.inputs(groups[0][0].task, [p.history for g in groups for p in g])
+            at = 0
+            for j, g in enumerate(groups):
+                given[j] = (ids[at : at + len(g)], unknown[at : at + len(g)], vectors[at : at + len(g)])
+                at += len(g)
+        out: list[list[dict] | Exception] = []
+        for g, inputs in zip(groups, given):
+            try:
+                out.append(self._answer(g, inputs))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _answer(self, group: list[Pending], given: Inputs | None = None) -> list[dict]:
         first, pr, hists = group[0], self.predictor, [p.history for p in group]
         if first.op == "classify":
-            return pr.classify_many(first.task, hists)
+            return pr.classify_many(first.task, hists, given)
         if first.op == "embed":
-            return pr.embed_many(first.task, hists)
+            return pr.embed_many(first.task, hists, given)
         k = max(p.k for p in group)
-        out = pr.recommend_many(first.task, hists, k, first.exclude_seen, first.candidates)
+        out = pr.recommend_many(first.task, hists, k, first.exclude_seen, first.candidates, given)
         for p, o in zip(group, out):
             o["items"] = o["items"][: p.k]
         return out

@@ -23,6 +23,9 @@ def serve_cmd(
     max_batch: Annotated[int, typer.Option(min=1, max=4096, help="micro-batch size; 1 turns batching off")] = 64,
     max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="how long a micro-batch waits to fill")] = 5.0,
     queue_size: Annotated[int, typer.Option(min=1, help="requests held before answering 429")] = 1024,
+    shared_pass: Annotated[
+        bool, typer.Option(help="requests for different tasks share one forward pass where the method allows it")
+    ] = True,
     keep_alive: Annotated[
         int, typer.Option(min=1, help="seconds an idle client connection stays open (uvicorn's default: 5)")
     ] = 30,
@@ -34,7 +37,7 @@ def serve_cmd(
         from .serve import Batching, Service, api_key_from_env, create_app
     except ImportError as e:
         raise LifelongrecError(f"serving needs the serve extra: pip install 'lifelongrec[serve]' ({e})") from None
-    batching = Batching(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
+    batching = Batching(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, shared_pass=shared_pass)
     key = api_key_from_env(api_key_env)
     service = Service(run)  # every adapter loads and is checked here, before the port opens
     typer.echo(f"serving {len(service.task_names)} tasks of {run} on http://{host}:{port} (docs: /docs)")

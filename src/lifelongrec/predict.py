@@ -36,6 +36,9 @@ from .tasknet import TaskNet, head_input
 UNIVERSAL = "universal"  # embed's name for a method's universal user representation
 
 
+Inputs = tuple[torch.Tensor, list[list[str]], torch.Tensor]  # ids, unknown ids, user vectors
+
+
 class Predictor:
     def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
         self.run = Path(run_dir)
@@ -199,17 +202,37 @@ class Predictor:
     def _kind(self, task: str) -> str:
         return self.config(task)["kind"]
 
+    def pass_key(self, task: str) -> tuple | None:
+        """Tasks with the same key get the same user vector for a history: their network reads the
+        loaded base's backbone with no view of its own (no mask, prompt or patch: FineSmax's tasks,
+        a method's T1) through the same input length and pooling, so one forward pass serves them
+        all. None: the task's pass is its own."""
+        if task == UNIVERSAL and task not in self.tasks:
+            return None
+        m = self.model(task)
+        if m.encoder.backbone is not self.base.backbone or m.encoder.view() is not None:
+            return None
+        cfg = self.config(task)
+        return (int(cfg["max_length"]), cfg.get("pooling", "last"))
+
+    @torch.inference_mode()
+    def inputs(self, task: str, histories: list[list[str]]) -> Inputs:
+        """One forward pass for many histories: their ids, unknown ids and the task's user vectors
+        (shared by every task of the same pass_key)."""
+        m = self.model(task)
+        ids, unknown = self._ids(task, histories)
+        return ids, unknown, self._vectors(task, m, ids)
+
     def embed(self, task: str, history: list[str]) -> dict:
         return self.embed_many(task, [history])[0]
 
     @torch.inference_mode()
-    def embed_many(self, task: str, histories: list[list[str]]) -> list[dict]:
+    def embed_many(self, task: str, histories: list[list[str]], given: Inputs | None = None) -> list[dict]:
+        """`given`: the histories' inputs already computed (inputs(), a task of the same pass_key)."""
         if task == UNIVERSAL and task not in self.tasks:
             return [self._universal(h) for h in histories]
-        m = self.model(task)
-        ids, unknown = self._ids(task, histories)
-        vectors = self._vectors(task, m, ids).tolist()
-        return [{"task": task, "vector": v, "unknown_items": unk} for v, unk in zip(vectors, unknown)]
+        _, unknown, vectors = given or self.inputs(task, histories)
+        return [{"task": task, "vector": v, "unknown_items": unk} for v, unk in zip(vectors.tolist(), unknown)]
 
     def _universal(self, history: list[str]) -> dict:
         """The method's universal user representation: its tasks' user vectors, each from the latest
@@ -253,14 +276,16 @@ class Predictor:
         k: int = 10,
         exclude_seen: bool = False,
         candidates: list[str] | None = None,
+        given: Inputs | None = None,
     ) -> list[dict]:
-        """recommend for many histories in one forward pass (the same `candidates` for all)."""
+        """recommend for many histories in one forward pass (the same `candidates` for all); `given`:
+        their inputs already computed (inputs(), a task of the same pass_key)."""
         m = self.model(task)
         if self._kind(task) not in ("next_item", "item_rec"):
             raise LifelongrecError(f"task '{task}' is a profile task: use classify")
-        ids, unknown = self._ids(task, histories)
+        ids, unknown, vectors = given or self.inputs(task, histories)
         head = cast(ItemHead, m.head)
-        scores = self._vectors(task, m, ids) @ head.items.T + head.bias
+        scores = vectors @ head.items.T + head.bias
         scores[:, 0] = -torch.inf
         names = self._targets[task]
         own = names is not None
@@ -291,13 +316,14 @@ class Predictor:
         return self.classify_many(task, [history])[0]
 
     @torch.inference_mode()
-    def classify_many(self, task: str, histories: list[list[str]]) -> list[dict]:
+    def classify_many(self, task: str, histories: list[list[str]], given: Inputs | None = None) -> list[dict]:
+        """`given`: the histories' inputs already computed (inputs(), a task of the same pass_key)."""
         m = self.model(task)
         kind, classes = self._kind(task), self.config(task)["classes"]
         if kind not in ("classify", "binary"):
             raise LifelongrecError(f"task '{task}' is an item task: use recommend")
-        ids, unknown = self._ids(task, histories)
-        logits = m.head(self._vectors(task, m, ids))
+        _, unknown, vectors = given or self.inputs(task, histories)
+        logits = m.head(vectors)
         if kind == "binary":
             p1 = torch.sigmoid(logits.reshape(-1))
             probs = torch.stack([1.0 - p1, p1], 1)

@@ -169,6 +169,8 @@ class Batching(BaseModel):
     max_batch: int = Field(64, ge=1, le=4096)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(1024, ge=1)
+    # Requests for different tasks share one forward pass where the method allows it (batching.py).
+    shared_pass: bool = True
 
 
 def create_app(run: str | Path | Service, api_key: str | None = None, batching: Batching | None = None) -> FastAPI:
@@ -183,7 +185,7 @@ def create_app(run: str | Path | Service, api_key: str | None = None, batching: 
         state["service"] = svc
         if batching.max_batch > 1:
             state["batcher"] = MicroBatcher(
-                svc.predictor, batching.max_batch, batching.max_wait_ms, batching.queue_size
+                svc.predictor, batching.max_batch, batching.max_wait_ms, batching.queue_size, batching.shared_pass
             )
             state["batcher"].start()
         yield
