@@ -15,14 +15,19 @@ from lifelongrec.runner import run_stream
 from lifelongrec.serve import api_key_from_env, create_app
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
+def _trained_run(tmp_path_factory, method: str):
+    """A finished run of `method` on the synthetic stream (2 epochs per task), in its own cache."""
+    tmp = tmp_path_factory.mktemp(f"serve-{method}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LIFELONGREC_CACHE", str(tmp / "cache"))
         cfg = load_config(synthetic_config(tmp), ["train.epochs=2"])
-        run_stream(cfg, "pcl", tmp / "run", log=lambda *_: None)
+        run_stream(cfg, method, tmp / "run", log=lambda *_: None)
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return _trained_run(tmp_path_factory, "pcl")
 
 
 @pytest.fixture(scope="module")
@@ -185,12 +190,7 @@ def test_one_bad_request_in_a_micro_batch_fails_alone(run_dir):
 
 @pytest.fixture(scope="module")
 def finesmax_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve-finesmax")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIFELONGREC_CACHE", str(tmp / "cache"))
-        cfg = load_config(synthetic_config(tmp), ["train.epochs=2"])
-        run_stream(cfg, "finesmax", tmp / "run", log=lambda *_: None)
-    return tmp / "run"
+    return _trained_run(tmp_path_factory, "finesmax")
 
 
 def test_tasks_that_read_the_base_alone_share_one_forward_pass(finesmax_dir, run_dir):

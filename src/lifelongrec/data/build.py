@@ -186,8 +186,7 @@ def _input_lengths(store: InteractionStore, blocks: Blocks, f: Filter | list[Fil
     out = np.zeros(store.n_users, dtype=np.int64)
     for first, b in blocks():
         keep = _mask(b, f) & item_ok[b.item_seq]
-        local = np.repeat(np.arange(b.n_users), b.lengths())
-        out[first : first + b.n_users] = np.bincount(local[keep], minlength=b.n_users)
+        out[first : first + b.n_users] = np.bincount(block_users(0, b)[keep], minlength=b.n_users)
     return out
 
 
