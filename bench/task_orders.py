@@ -10,7 +10,11 @@ is complete; other orders are learned into <out>/seed-S/<order>. Conure's other 
 bench run after its T1 (pruned and retrained once, so every order starts from the same T1); other
 methods start from the bench's pretrained T1 (<bench>/seed-S/T1). Each seed runs with train.seed = S,
 as the bench does. Runs are resumable and skipped when complete (rerun the command after a stop); a
-table per task and order is printed and written to <out>/orders.md.
+table per task and order (mean ± std [min, max] over seeds, and a paired t-test of each order against
+Order1) is printed and written to <out>/orders.md, the per-seed values to <out>/orders.json. When the
+bench has no run of the method, Order 1 is learned into <out> too (for Conure, from the pretrained T1,
+and the other orders branch from it). `--plot FIG.png --beside OTHER/orders.json` draws Fig. 2 with
+another method's orders next to this one's.
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -24,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from _stream import stream_run
+from scipy import stats
 
-from lifelongrec.fsutil import write_text_atomic
+from lifelongrec.fsutil import write_json_atomic, write_text_atomic
 
 ORDERS = ["T1,T2,T3,T4,T5,T6", "T1,T4,T5,T6,T2,T3", "T1,T6,T5,T4,T3,T2"]
 
@@ -46,6 +51,13 @@ def bench_rows(run: Path, order: str) -> list[dict] | None:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def conure_branch_point(bench: Path, out: Path, seed: int, first: str) -> Path:
+    """The run whose T1 (pruned and retrained once) every other order of this seed continues from: the
+    bench's Conure run when there is one, else this script's own run of the first order."""
+    held = bench / f"seed-{seed}" / "conure"
+    return held if (held / "run.json").is_file() else out / f"seed-{seed}" / first.replace(",", "-")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="conure")
@@ -56,6 +68,8 @@ def main() -> None:
     ap.add_argument("--orders", nargs="+", default=ORDERS)
     ap.add_argument("--out", type=Path, help="default: <bench>/orders-<method>, or runs/ml1m64/orders")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--plot", type=Path, help="draw Fig. 2 here (PNG), with the methods of --beside next to this one")
+    ap.add_argument("--beside", type=Path, nargs="*", default=[], help="orders.json of other methods for --plot")
     args = ap.parse_args()
     if (args.bench is None) == (args.t1 is None):
         raise SystemExit("give --bench (with --seeds) or --t1")
@@ -69,28 +83,81 @@ def main() -> None:
                 run = out / f"seed-{seed}" / order.replace(",", "-") if args.bench else out / order.replace(",", "-")
                 if args.bench is None:
                     init, branch = None, args.t1
-                elif args.method == "conure":
-                    init, branch = None, args.bench / f"seed-{seed}" / "conure"
+                elif args.method == "conure" and order != args.orders[0]:
+                    init, branch = None, conure_branch_point(args.bench, out, seed, args.orders[0])
                 else:
                     init, branch = args.bench / f"seed-{seed}" / "T1", None
                 rows = stream_run(run, args.config, args.method, order, init, sets, branch)
             result[order].append(finals(rows))
+    write_json_atomic(out / "orders.json", {"method": args.method, "seeds": args.seeds, "finals": result})
+    text = table(args.method, args.seeds, result)
+    print(text)
+    write_text_atomic(out / "orders.md", text + "\n")
+    if args.plot:
+        plot([out / "orders.json", *args.beside], args.plot)
+
+
+def table(method: str, seeds: list[int], result: dict[str, list[dict[str, float]]]) -> str:
+    """Per task and order: mean ± std over seeds, [min, max], and for Orders 2+ a two-sided paired t-test
+    against Order1 over the seeds (the seed fixes T1, so the orders of one seed are paired)."""
     tasks = sorted({t for fs in result.values() for f in fs for t in f}, key=lambda t: int(t[1:]))
     lines = ["| order | " + " | ".join(tasks) + " | mean T2..T6 |", "|---" * (len(tasks) + 2) + "|"]
+    first = next(iter(result.values()))
     for i, (order, fs) in enumerate(result.items(), 1):
         cells = []
         for t in [*tasks, "mean"]:
-            v = np.array([np.mean([f[x] for x in tasks if x != "T1"]) if t == "mean" else f[t] for f in fs])
-            cells.append(f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else ""))
+            v, base = (np.array([value(f, t, tasks) for f in x]) for x in (fs, first))
+            cell = f"{v.mean():.4f}"
+            if len(v) > 1:
+                cell += f" ± {v.std(ddof=1):.4f} [{v.min():.4f}, {v.max():.4f}]"
+            if i > 1 and len(v) > 1 and len(v) == len(base) and not np.array_equal(v, base):
+                cell += f" (p={stats.ttest_rel(v, base).pvalue:.2g})"
+            cells.append(cell)
         lines.append(f"| Order{i} {order} | {' | '.join(cells)} |")
-    text = (
-        f"{args.method}: final test metric of each task (MRR@5 for item tasks, accuracy for profile tasks)"
-        + (f", mean ± std over seeds {args.seeds}" if len(args.seeds) > 1 else "")
+    return (
+        f"{method}: final test metric of each task (MRR@5 for item tasks, accuracy for profile tasks)"
+        + (f", mean ± std [min, max] over seeds {seeds}; p: paired t-test against Order1" if len(seeds) > 1 else "")
         + "\n\n"
         + "\n".join(lines)
     )
-    print(text)
-    write_text_atomic(out / "orders.md", text + "\n")
+
+
+def value(finals: dict[str, float], task: str, tasks: list[str]) -> float:
+    return float(np.mean([finals[x] for x in tasks if x != "T1"])) if task == "mean" else finals[task]
+
+
+def plot(sources: list[Path], out: Path) -> None:
+    """Fig. 2's layout: one panel per task after T1, a bar per order and method (mean over seeds) with the
+    seeds as dots, methods side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    held = [json.loads(p.read_text()) for p in sources]
+    orders = list(held[0]["finals"])
+    tasks = [t for t in held[0]["finals"][orders[0]][0] if t != "T1"]
+    tasks.sort(key=lambda t: int(t[1:]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3.2))
+    width = 0.8 / len(held)
+    for ax, task in zip(np.atleast_1d(axes), tasks, strict=True):
+        for m, h in enumerate(held):
+            for o, order in enumerate(orders):
+                v = [f[task] for f in h["finals"].get(order, [])]
+                if not v:
+                    continue
+                x = o + (m - (len(held) - 1) / 2) * width
+                ax.bar(x, np.mean(v), width, color=f"C{m}", alpha=0.6, label=h["method"] if o == 0 else None)
+                ax.plot([x] * len(v), v, "k.", ms=3)
+        ax.set_xticks(range(len(orders)), [f"Order{i}" for i in range(1, len(orders) + 1)])
+        ax.set_title(task)
+        lo = min(f[task] for h in held for fs in h["finals"].values() for f in fs)
+        hi = max(f[task] for h in held for fs in h["finals"].values() for f in fs)
+        ax.set_ylim(lo - 0.15 * (hi - lo + 1e-9), hi + 0.15 * (hi - lo + 1e-9))
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("final test metric per task and order (bars: mean over seeds; dots: seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 if __name__ == "__main__":
