@@ -33,6 +33,7 @@ def test_bench_aggregates_seeds_and_references(tmp_path):
     assert {"most_popular", "majority"} <= set(res["references"])
     for m in ("finesmax", "stl", "conure"):  # the profile task is tested against the majority class per seed
         assert len(res["vs_majority"][m]["T3"]["p"]) == 2
+        assert res["vs_majority"][m]["T3"]["test"] == "mcnemar"  # the runs recorded the discordant users
     text = (out / "report.md").read_text()
     assert "± " in text and "(reference)" in text and "p=" in text and text.count("![") == 6
     # rerunning reads the finished runs instead of training again
@@ -123,3 +124,26 @@ def test_methods_split_keeps_a_variants_several_settings_together():
 
     got = split_methods("seqft, conure:budget=per_phase,retrain_share=0.3,pcl:contextual=false,stl")
     assert got == ["seqft", "conure:budget=per_phase,retrain_share=0.3", "pcl:contextual=false", "stl"]
+
+
+def test_mcnemar_against_the_majority_class_uses_the_recorded_discordant_users():
+    """Where runs recorded wins and losses against the majority class, the test is McNemar's on them:
+    60 users answered differently from the majority class, 45 of them rightly, is significant even though
+    the accuracy gain (30 of 873) alone, tested as a binomial against the majority share, is weaker."""
+    from scipy.stats import binomtest
+
+    from lifelongrec.bench import _versus_majority
+    from lifelongrec.significance import mcnemar_greater
+
+    refs = {"majority": {"T4": {"accuracy": 0.70, "examples": 873}}}
+    acc = 0.70 + 30 / 873
+    rows = {"m": {"final": {"T4": {"values": [acc]}}, "vs_majority_counts": {"T4": [[45, 15]]}}}
+    v = _versus_majority(rows, refs, {"T4": "accuracy"})["m"]["T4"]
+    assert v["test"] == "mcnemar" and v["p"] == [mcnemar_greater(45, 15)]
+    assert v["p"][0] == binomtest(45, 60, 0.5, alternative="greater").pvalue < 1e-4
+    assert binomtest(round(acc * 873), 873, 0.70, alternative="greater").pvalue > 10 * v["p"][0]
+    # one seed without counts (an older run): every seed falls back to the binomial test
+    rows["m"]["vs_majority_counts"]["T4"].append(None)
+    rows["m"]["final"]["T4"]["values"].append(acc)
+    assert _versus_majority(rows, refs, {"T4": "accuracy"})["m"]["T4"]["test"] == "binomial"
+    assert mcnemar_greater(0, 0) == 1.0 and mcnemar_greater(3, 30) > 0.99

@@ -12,7 +12,7 @@ from synthetic import after_t1, synthetic_config
 
 from lifelongrec.config import load_config
 from lifelongrec.data.prepare import open_stream
-from lifelongrec.data.stream import TEST
+from lifelongrec.data.stream import TEST, TRAIN
 from lifelongrec.methods import TaskInfo
 from lifelongrec.objectives import objective_for
 from lifelongrec.predict import Predictor
@@ -41,14 +41,22 @@ def test_mean_pooling_trains_and_serves_the_same_vectors(tmp_path, method):
     td = stream.task("T3")
     p = Predictor(tmp_path / "run")
     test = td.split == TEST
-    right = 0
+    right = wins = losses = 0
+    majority = np.bincount(td.target[td.split == TRAIN]).argmax()  # the training split's majority class
     for u, end, t in zip(td.user[test], td.end[test], td.target[test]):
         hist = [stream.items[i] for i in stream.seq_items[stream.offsets[u] : stream.offsets[u] + end]]
         probs = p.classify("T3", hist[-cfg.sequence.max_length :])["probabilities"]
         scores = np.array([probs[c] for c in td.classes])
-        right += int((scores >= scores[t]).sum() == 1)  # the objective's pessimistic tie rule
+        ok = (scores >= scores[t]).sum() == 1  # the objective's pessimistic tie rule
+        right += int(ok)
+        wins += int(ok and t != majority)
+        losses += int(not ok and t == majority)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert right / test.sum() == pytest.approx(rows[-1]["test_after"]["T3"]["accuracy"], abs=1e-9)
+    held = rows[-1]["test_after"]["T3"]
+    assert right / test.sum() == pytest.approx(held["accuracy"], abs=1e-9)
+    # the discordant users against always answering the majority class, for the bench's McNemar test
+    assert (held["wins_vs_majority"], held["losses_vs_majority"]) == (wins, losses)
+    assert held["majority_accuracy"] == pytest.approx(float((td.target[test] == majority).mean()))
 
 
 def test_balanced_class_weights(tmp_path):

@@ -30,7 +30,7 @@ from .errors import LifelongrecError
 from .fsutil import read_json, write_json_atomic, write_text_atomic
 from .methods.registry import BUILTIN, method_class
 from .report import fmt_bytes, heatmaps, read_run
-from .significance import paired_t_test
+from .significance import mcnemar_greater, paired_t_test
 
 logger = logging.getLogger("lifelongrec")
 REFERENCE_METHOD = "stl"  # every method is tested against full finetuning per task, as Conure's Table 2 compares
@@ -193,6 +193,8 @@ def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> 
             "added_bytes": s0["added_bytes"],
             "train_seconds": _stat([float(np.mean(r["summary"]["train_seconds"])) for r in seeds]),
             "complete": all(r["summary"]["complete"] for r in seeds),
+            # profile tasks: per seed, the discordant pairs against the majority class (None: not recorded)
+            "vs_majority_counts": {t: [_discordant(r, t) for r in seeds] for t in order},
             # a method's phase metrics the report shows (Conure-: each task before pruning), over seeds
             "phases": {
                 f"{m}- ({label})": {t: _stat([r["phases"][key].get(t, math.nan) for r in seeds]) for t in order}
@@ -220,9 +222,19 @@ def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> 
     }
 
 
+def _discordant(run: dict, task: str) -> list[int] | None:
+    m = run.get("final_test", {}).get(task, {})
+    if "wins_vs_majority" not in m or "losses_vs_majority" not in m:
+        return None
+    return [int(m["wins_vs_majority"]), int(m["losses_vs_majority"])]
+
+
 def _versus_majority(rows: dict[str, dict], refs: dict[str, dict[str, dict]], metrics: dict[str, str]) -> dict:
-    """Per method and profile task (accuracy), per seed: a one-sided exact binomial test that the method's
-    accuracy on the n test users exceeds the majority class's test share (scipy.stats.binomtest)."""
+    """Per method and profile task (accuracy), per seed: a one-sided test that the method beats always
+    answering the training majority class on the same test users. The exact McNemar test on the
+    discordant pairs where the run recorded them (lifelongrec.significance.mcnemar_greater); otherwise
+    an exact binomial test of the accuracy against the majority class's test share (scipy binomtest),
+    which ignores the pairing and has less power."""
     from scipy.stats import binomtest
 
     out: dict[str, dict[str, dict]] = {}
@@ -232,13 +244,19 @@ def _versus_majority(rows: dict[str, dict], refs: dict[str, dict[str, dict]], me
             if metrics.get(t) != "accuracy" or not ref or not ref.get("examples"):
                 continue
             n, share = int(ref["examples"]), float(ref["accuracy"])
-            ps = [
-                float(binomtest(round(v * n), n, share, alternative="greater").pvalue)
-                for v in st["values"]
-                if v is not None and not math.isnan(v)
-            ]
+            counts = row.get("vs_majority_counts", {}).get(t) or []
+            if counts and all(c is not None for c in counts):
+                test, ps = "mcnemar", [mcnemar_greater(w, lo) for w, lo in counts]
+            else:
+                test = "binomial"
+                ps = [
+                    float(binomtest(round(v * n), n, share, alternative="greater").pvalue)
+                    for v in st["values"]
+                    if v is not None and not math.isnan(v)
+                ]
             out.setdefault(m, {})[t] = {
                 "p": ps,
+                "test": test,
                 "n": n,
                 "majority": share,
                 "all_below_0.05": bool(ps) and max(ps) < 0.05,
@@ -298,12 +316,17 @@ def render(result: dict) -> str:
     if versus:
         lines += [
             "",
-            "Profile tasks against the majority class (one-sided binomial test on the test users, p per seed):",
+            "Profile tasks against always answering the majority class, on the same test users (one-sided "
+            "exact McNemar test on the discordant users; a binomial test of the accuracy where a run did not "
+            "record them, marked (b)), p per seed, ✓ where every seed is below 0.05:",
             "",
         ]
         for m, per_task in versus.items():
             cells = [
-                f"{t}: " + ", ".join(f"{p:.2g}" for p in v["p"]) + (" ✓" if v["all_below_0.05"] else "")
+                f"{t}: "
+                + ", ".join(f"{p:.2g}" for p in v["p"])
+                + (" (b)" if v.get("test") == "binomial" else "")
+                + (" ✓" if v["all_below_0.05"] else "")
                 for t, v in per_task.items()
             ]
             lines.append(f"- {m}: " + "; ".join(cells))

@@ -415,13 +415,31 @@ class ClassifyObjective(ProfileObjective):
         return ClassHead(d, len(classes or []))
 
     def evaluate(self, split: int) -> dict:
-        ranks, nll = [], 0.0
+        ranks, targets, nll = [], [], 0.0
         for u, t in self._eval_chunks(split):
             logits = self.net.head(u)
             ranks.append(ranks_from_scores(logits, t))
+            targets.append(t.cpu())
             nll += float(F.cross_entropy(logits.float(), t, reduction="sum"))
         r = torch.cat(ranks) if ranks else torch.zeros(0)
-        return {"accuracy": accuracy(r), "log_loss": nll / max(len(r), 1), "protocol": "accuracy", "examples": len(r)}
+        out = {"accuracy": accuracy(r), "log_loss": nll / max(len(r), 1), "protocol": "accuracy", "examples": len(r)}
+        return out | self._versus_majority(r, torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long))
+
+    def _versus_majority(self, ranks: torch.Tensor, targets: torch.Tensor) -> dict:
+        """The same examples answered by the training split's majority class, paired with the model's
+        answers: its accuracy, and the discordant pairs an exact McNemar test reads (`wins`: the model
+        is right where the majority class is wrong; `losses`: the reverse). A test of "the model beats
+        always answering the majority class" on the same users is then a binomial test of wins among
+        wins + losses (lifelongrec.significance.mcnemar_greater)."""
+        if len(self.train_t) == 0 or len(targets) == 0:
+            return {}
+        majority = int(np.bincount(self.train_t.astype(np.int64)).argmax())
+        right, maj_right = ranks.cpu().numpy() == 1, targets.numpy() == majority
+        return {
+            "majority_accuracy": float(maj_right.mean()),
+            "wins_vs_majority": int((right & ~maj_right).sum()),
+            "losses_vs_majority": int((~right & maj_right).sum()),
+        }
 
 
 @register("binary")

@@ -92,7 +92,28 @@ def read_run(path: Path) -> dict:
                         phases[key][row["task"]] = metrics.get(row["metric"])
             except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
                 raise LifelongrecError(f"{mfile}: line {i}: not a metrics row of a stream run (damaged)") from None
-    return {"path": path, "summary": summary, "run": run, "order": order, "R": R, "phases": phases}
+    return {
+        "path": path,
+        "summary": summary,
+        "run": run,
+        "order": order,
+        "R": R,
+        "phases": phases,
+        "final_test": _final_test(mfile, n),
+    }
+
+
+def _final_test(mfile: Path, n: int) -> dict[str, dict]:
+    """Every task's full test metrics after the last learned task (row n of metrics.jsonl), or {} for a
+    run without them. The bench reads the McNemar counts of profile tasks here."""
+    if n == 0 or not mfile.is_file():
+        return {}
+    lines = mfile.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        held = json.loads(lines[n - 1]).get("test_after", {}) if len(lines) >= n else {}
+    except json.JSONDecodeError:
+        raise LifelongrecError(f"{mfile}: line {n}: not a metrics row of a stream run (damaged)") from None
+    return held if isinstance(held, dict) else {}
 
 
 def fmt_bytes(n: float) -> str:

@@ -35,3 +35,14 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict:
         return {"n": n, "mean_difference": mean, "t": t, "df": n - 1, "p": 0.0 if mean else 1.0}
     res = stats.ttest_rel(x, y)
     return {"n": n, "mean_difference": mean, "t": float(res.statistic), "df": n - 1, "p": float(res.pvalue)}
+
+
+def mcnemar_greater(wins: int, losses: int) -> float:
+    """One-sided exact McNemar test that a classifier beats another on the same examples: the p-value of
+    at least `wins` successes in wins + losses fair coin flips (the discordant pairs; concordant pairs
+    carry no information). 1.0 when there is no discordant pair."""
+    if wins < 0 or losses < 0:
+        raise ValueError(f"discordant counts must be >= 0, got wins={wins}, losses={losses}")
+    if wins + losses == 0:
+        return 1.0
+    return float(stats.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
