@@ -41,6 +41,19 @@ def test_synthetic_matrices_are_unchanged(tmp_path, backbone):
     _check(pin, cfg, tmp_path)
 
 
+def test_paper_recipe_matrices_are_unchanged(tmp_path):
+    """The training paths of configs/ml1m_paper.yaml, which the pins above do not take: T1 by sampled
+    softmax, item tasks by BPR over popularity negatives in batches of targets; and the methods added
+    after the pins above (PCL, both MPT-Rec forms). Recorded 2026-12-01:
+    python bench/pin_matrices.py record tests/pins/synthetic_paper_recipe.json --synthetic nextitnet
+    --set train.epochs=2 --set train.patience=5 --set train.loss=sampled --set train.item_loss=bpr
+    --set train.negatives=popularity --set train.item_batch=targets
+    --methods stl,conure,peterrec,pcl,mptrec,mptrec_faithful"""
+    pin = json.loads((PINS / "synthetic_paper_recipe.json").read_text())
+    cfg = load_config(synthetic_config(tmp_path / "data", pin["synthetic"]), pin["set"])
+    _check(pin, cfg, tmp_path)
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("backbone", ["nextitnet", "sasrec"])
 def test_ml100k_matrices_are_unchanged(tmp_path, backbone):
