@@ -14,7 +14,9 @@ table per task and order (mean ± std [min, max] over seeds, and a paired t-test
 Order1) is printed and written to <out>/orders.md, the per-seed values to <out>/orders.json. When the
 bench has no run of the method, Order 1 is learned into <out> too (for Conure, from the pretrained T1,
 and the other orders branch from it). `--plot FIG.png --beside OTHER/orders.json` draws Fig. 2 with
-another method's orders next to this one's.
+another method's orders next to this one's. `--reuse bench/task_orders_<method>.json` (the per-seed
+values behind RESULTS, kept in the repository) takes the (seed, order) results held there instead of
+learning them again, e.g. to add a seed after the run folders are gone.
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -70,14 +72,24 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--plot", type=Path, help="draw Fig. 2 here (PNG), with the methods of --beside next to this one")
     ap.add_argument("--beside", type=Path, nargs="*", default=[], help="orders.json of other methods for --plot")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="an orders.json of an earlier call (e.g. the one kept in bench/): its (seed, order) results are taken "
+        "as they are instead of learning them again; the rest is learned",
+    )
     args = ap.parse_args()
     if (args.bench is None) == (args.t1 is None):
         raise SystemExit("give --bench (with --seeds) or --t1")
     out = args.out or (args.bench / f"orders-{args.method}" if args.bench else Path("runs/ml1m64/orders"))
     result: dict[str, list[dict[str, float]]] = {o: [] for o in args.orders}
+    kept = reused(args.reuse, args.method) if args.reuse else {}
     for seed in args.seeds:
         sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
         for order in args.orders:
+            if (seed, order) in kept:
+                result[order].append(kept[seed, order])
+                continue
             rows = bench_rows(args.bench / f"seed-{seed}" / args.method, order) if args.bench else None
             if rows is None:
                 run = out / f"seed-{seed}" / order.replace(",", "-") if args.bench else out / order.replace(",", "-")
@@ -95,6 +107,13 @@ def main() -> None:
     write_text_atomic(out / "orders.md", text + "\n")
     if args.plot:
         plot([out / "orders.json", *args.beside], args.plot)
+
+
+def reused(path: Path, method: str) -> dict[tuple[int, str], dict[str, float]]:
+    held = json.loads(path.read_text())
+    if held.get("method") != method:
+        raise SystemExit(f"{path} holds the orders of {held.get('method')!r}, not {method!r}")
+    return {(s, o): fs[i] for o, fs in held["finals"].items() for i, s in enumerate(held["seeds"]) if i < len(fs)}
 
 
 def table(method: str, seeds: list[int], result: dict[str, list[dict[str, float]]]) -> str:
