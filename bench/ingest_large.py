@@ -20,7 +20,7 @@ CODE = """
 from pathlib import Path
 from lifelongrec.config import Columns, SourceConfig
 from lifelongrec.data.readers import interaction_scan
-from lifelongrec.data.store import ingest
+from lifelongrec.data.ingest import ingest
 src = SourceConfig(path={path!r}, format='csv', columns=Columns(rating='rating'))
 scan, profile, _ = interaction_scan(src)
 ingest(scan, profile, Path({out!r}))

@@ -17,8 +17,8 @@ import numpy as np
 from ..config import LabelFile, ProfileSource
 from ..errors import DataError
 from .diagnose import explain_engine_error
+from .ingest import first_repeated_user
 from .readers import profile_scan
-from .store import first_repeated_user
 
 
 @dataclass
