@@ -7,6 +7,9 @@
 (task j's test metric after learning task i, full float precision, read from metrics.jsonl) together
 with the config name, overrides and backbone, so `check` reruns exactly the same runs and compares.
 `--synthetic DIR` uses the tests' synthetic stream (tests/synthetic.py) instead of a named config.
+`--machine` binds the pin to this machine kind (lifelongrec.device.cpu_fingerprint: torch build,
+instruction set, processor): where a stream's rounding differs between machines (NextItNet on ML-100K
+does), the test checks it exactly on that kind and skips it elsewhere.
 """
 
 from __future__ import annotations
@@ -58,16 +61,26 @@ def main() -> None:
     ap.add_argument("--synthetic", default=None, help="backbone name: use the tests' synthetic stream")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--machine", action="store_true", help="record: bind the pin to this machine kind")
+    ap.add_argument("--note", default=None, help="record: why the pin was (re)recorded, kept in the file")
     a = ap.parse_args()
+    from lifelongrec.device import cpu_fingerprint
+
     with tempfile.TemporaryDirectory() as tmp:
         if a.action == "record":
             methods = a.methods.split(",")
             got = run_all(a.config, a.set, methods, a.synthetic, Path(tmp))
             a.file.parent.mkdir(parents=True, exist_ok=True)
             spec = {"config": a.config, "synthetic": a.synthetic, "set": a.set}
+            if a.machine:
+                spec["machine"] = cpu_fingerprint()
+            if a.note:
+                spec["note"] = a.note
             a.file.write_text(json.dumps({**spec, "matrices": got}, indent=1) + "\n")
             return
         pin = json.loads(a.file.read_text())
+        if pin.get("machine") not in (None, cpu_fingerprint()):
+            print(f"note: pinned on '{pin['machine']}', this is '{cpu_fingerprint()}': expect rounding differences")
         got = run_all(pin["config"], pin["set"], list(pin["matrices"]), pin["synthetic"], Path(tmp))
         bad = [m for m in pin["matrices"] if got[m] != pin["matrices"][m]]
         for m in pin["matrices"]:

@@ -25,6 +25,7 @@ The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -83,9 +84,11 @@ def main() -> None:
         raise SystemExit("give --bench (with --seeds) or --t1")
     out = args.out or (args.bench / f"orders-{args.method}" if args.bench else Path("runs/ml1m64/orders"))
     result: dict[str, list[dict[str, float]]] = {o: [] for o in args.orders}
-    kept = reused(args.reuse, args.method) if args.reuse else {}
+    kept, kept_t1 = reused(args.reuse, args.method) if args.reuse else ({}, {})
+    t1_hashes: dict[str, str] = {}
     for seed in args.seeds:
         sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
+        t1_hashes[str(seed)] = t1_identity(args, seed, kept_t1.get(str(seed)))
         for order in args.orders:
             if (seed, order) in kept:
                 result[order].append(kept[seed, order])
@@ -101,7 +104,9 @@ def main() -> None:
                     init, branch = args.bench / f"seed-{seed}" / "T1", None
                 rows = stream_run(run, args.config, args.method, order, init, sets, branch)
             result[order].append(finals(rows))
-    write_json_atomic(out / "orders.json", {"method": args.method, "seeds": args.seeds, "finals": result})
+    write_json_atomic(
+        out / "orders.json", {"method": args.method, "seeds": args.seeds, "t1_sha256": t1_hashes, "finals": result}
+    )
     text = table(args.method, args.seeds, result)
     print(text)
     write_text_atomic(out / "orders.md", text + "\n")
@@ -109,11 +114,27 @@ def main() -> None:
         plot([out / "orders.json", *args.beside], args.plot)
 
 
-def reused(path: Path, method: str) -> dict[tuple[int, str], dict[str, float]]:
+def reused(path: Path, method: str) -> tuple[dict[tuple[int, str], dict[str, float]], dict[str, str]]:
     held = json.loads(path.read_text())
     if held.get("method") != method:
         raise SystemExit(f"{path} holds the orders of {held.get('method')!r}, not {method!r}")
-    return {(s, o): fs[i] for o, fs in held["finals"].items() for i, s in enumerate(held["seeds"]) if i < len(fs)}
+    finals = {(s, o): fs[i] for o, fs in held["finals"].items() for i, s in enumerate(held["seeds"]) if i < len(fs)}
+    return finals, held.get("t1_sha256", {})
+
+
+def t1_identity(args: argparse.Namespace, seed: int, kept: str | None) -> str:
+    """The sha256 of the seed's pretrained T1 weights, which every order of the seed starts from. A T1
+    pretrained again (a new session, another machine kind: the rounding differs) need not be the same
+    model, so results kept from another T1 are refused rather than mixed with new ones."""
+    weights = (args.bench / f"seed-{seed}" / "T1" if args.bench else args.t1) / "backbone.safetensors"
+    here = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    if kept and here and kept != here:
+        raise SystemExit(
+            f"seed {seed}: the results kept in --reuse were learned from a T1 with sha256 {kept[:12]}..., "
+            f"but {weights} has {here[:12]}...: pretrain that T1 again on the machine kind that made it, "
+            "or learn every order of this seed again (leave the seed out of --reuse)"
+        )
+    return here or kept or "unknown"
 
 
 def table(method: str, seeds: list[int], result: dict[str, list[dict[str, float]]]) -> str:

@@ -2,7 +2,9 @@
 redesign (bench/pin_matrices.py record, same seeds): the redesign must reproduce them exactly.
 
 The synthetic pins run in seconds; the ML-100K pins (2 epochs per task, one thread) are real-data
-tests, skipped when the data cannot be fetched. Rerun by hand: python bench/pin_matrices.py check FILE
+tests, skipped when the data cannot be fetched. The NextItNet ML-100K pin is bound to the machine kind
+that recorded it (its rounding differs between processors; bench/RESULTS.md, "Correction, 2026-12-02")
+and is skipped on others. Rerun by hand: python bench/pin_matrices.py check FILE
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from synthetic import synthetic_config
 
 from lifelongrec.config import load_config
+from lifelongrec.device import cpu_fingerprint
 from lifelongrec.errors import FetchError
 from lifelongrec.runner import run_stream
 
@@ -64,4 +67,10 @@ def test_ml100k_matrices_are_unchanged(tmp_path, backbone):
     except FetchError as e:
         pytest.skip(f"cannot fetch ml-100k: {e}")
     pin = json.loads((PINS / f"ml100k_{backbone}.json").read_text())
+    if pin.get("machine") not in (None, cpu_fingerprint()):
+        # Measured: NextItNet's matrices on ML-100K differ in the 4th significant digit between an AMD
+        # EPYC (AVX2) machine, CI's machine and the one that first recorded them, and finetuning the
+        # whole model through five tasks (seqft) turns that into accuracy differences of 0.09; SASRec's
+        # are identical on all three. A pin bound to a machine kind is exact there and skipped elsewhere.
+        pytest.skip(f"pin recorded on '{pin['machine']}', this machine is '{cpu_fingerprint()}'")
     _check(pin, load_config(pin["config"], pin["set"]), tmp_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from .errors import ConfigError
@@ -28,3 +31,21 @@ def generator(device: torch.device, seed: int) -> torch.Generator:
     if device.type == "meta":
         device = torch.device("cpu")
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def cpu_fingerprint() -> str:
+    """What float results on the CPU depend on beyond the code: the torch build, the vector instruction
+    set its kernels dispatch to, and the processor model. Two machines with the same code and seeds
+    can round a matrix product differently (BLAS blocks the reduction by instruction set and model),
+    so an exact regression pin holds on the machine kind that recorded it."""
+    fields: dict[str, str] = {}
+    try:  # Linux: the first processor's identity (model name alone can be as vague as "AMD EPYC")
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").split("\n\n", 1)[0].splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown processor"
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {model}"

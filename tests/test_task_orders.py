@@ -1,0 +1,57 @@
+"""bench/task_orders.py keeps per-seed results for later sessions (--reuse); results learned from one
+pretrained T1 must not be mixed with orders learned from another (a T1 pretrained again on another
+machine kind is a different model)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import task_orders  # noqa: E402
+
+
+def _bench(tmp_path: Path, weights: bytes) -> argparse.Namespace:
+    t1 = tmp_path / "bench" / "seed-0" / "T1"
+    t1.mkdir(parents=True)
+    (t1 / "backbone.safetensors").write_bytes(weights)
+    return argparse.Namespace(bench=tmp_path / "bench", t1=None)
+
+
+def test_kept_results_of_the_same_t1_are_taken(tmp_path):
+    args = _bench(tmp_path, b"weights")
+    here = task_orders.t1_identity(args, 0, None)
+    assert len(here) == 64
+    assert task_orders.t1_identity(args, 0, here) == here
+
+
+def test_kept_results_of_another_t1_are_refused(tmp_path):
+    args = _bench(tmp_path, b"weights")
+    with pytest.raises(SystemExit, match="seed 0: the results kept in --reuse were learned from a T1"):
+        task_orders.t1_identity(args, 0, "0" * 64)
+
+
+def test_kept_results_without_a_t1_here_keep_their_hash(tmp_path):
+    args = argparse.Namespace(bench=tmp_path / "empty", t1=None)
+    assert task_orders.t1_identity(args, 3, "ab" * 32) == "ab" * 32
+    assert task_orders.t1_identity(args, 3, None) == "unknown"
+
+
+def test_reuse_reads_finals_by_seed_and_order_and_checks_the_method(tmp_path):
+    held = {
+        "method": "pcl",
+        "seeds": [0, 2],
+        "t1_sha256": {"0": "a" * 64, "2": "b" * 64},
+        "finals": {"T1,T2": [{"T1": 0.1, "T2": 0.2}, {"T1": 0.3, "T2": 0.4}]},
+    }
+    path = tmp_path / "orders.json"
+    path.write_text(json.dumps(held))
+    finals, hashes = task_orders.reused(path, "pcl")
+    assert finals[2, "T1,T2"] == {"T1": 0.3, "T2": 0.4}
+    assert hashes["2"] == "b" * 64
+    with pytest.raises(SystemExit, match="holds the orders of 'pcl', not 'conure'"):
+        task_orders.reused(path, "conure")
