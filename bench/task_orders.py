@@ -14,9 +14,11 @@ table per task and order (mean ± std [min, max] over seeds, and a paired t-test
 Order1) is printed and written to <out>/orders.md, the per-seed values to <out>/orders.json. When the
 bench has no run of the method, Order 1 is learned into <out> too (for Conure, from the pretrained T1,
 and the other orders branch from it). `--plot FIG.png --beside OTHER/orders.json` draws Fig. 2 with
-another method's orders next to this one's. `--reuse bench/task_orders_<method>.json` (the per-seed
+another method's orders next to this one's. `--reuse bench/task_orders_<method>.json ...` (the per-seed
 values behind RESULTS, kept in the repository) takes the (seed, order) results held there instead of
-learning them again, e.g. to add a seed after the run folders are gone.
+learning them again, e.g. to add a seed after the run folders are gone; several files (one per seed,
+learned by separate processes) merge. Each orders.json keeps the sha256 of every seed's T1, and kept
+results whose T1 differs from the one in the bench folder are refused.
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument(
         "--reuse",
         type=Path,
+        nargs="+",
+        default=[],
         help="an orders.json of an earlier call (e.g. the one kept in bench/): its (seed, order) results are taken "
         "as they are instead of learning them again; the rest is learned",
     )
@@ -84,7 +88,7 @@ def main() -> None:
         raise SystemExit("give --bench (with --seeds) or --t1")
     out = args.out or (args.bench / f"orders-{args.method}" if args.bench else Path("runs/ml1m64/orders"))
     result: dict[str, list[dict[str, float]]] = {o: [] for o in args.orders}
-    kept, kept_t1 = reused(args.reuse, args.method) if args.reuse else ({}, {})
+    kept, kept_t1 = kept_results(args.reuse, args.method)
     t1_hashes: dict[str, str] = {}
     for seed in args.seeds:
         sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
@@ -112,6 +116,22 @@ def main() -> None:
     write_text_atomic(out / "orders.md", text + "\n")
     if args.plot:
         plot([out / "orders.json", *args.beside], args.plot)
+
+
+def kept_results(paths: list[Path], method: str) -> tuple[dict[tuple[int, str], dict[str, float]], dict[str, str]]:
+    """The (seed, order) finals and per-seed T1 hashes of several --reuse files (e.g. one per seed,
+    learned by separate processes); a seed found with two different T1 models is refused."""
+    kept: dict[tuple[int, str], dict[str, float]] = {}
+    kept_t1: dict[str, str] = {}
+    for path in paths:
+        finals, hashes = reused(path, method)
+        kept.update(finals)
+        for seed, digest in hashes.items():
+            if kept_t1.setdefault(seed, digest) != digest:
+                raise SystemExit(
+                    f"--reuse: seed {seed} comes from two different T1 models ({path} and an earlier file)"
+                )
+    return kept, kept_t1
 
 
 def reused(path: Path, method: str) -> tuple[dict[tuple[int, str], dict[str, float]], dict[str, str]]:

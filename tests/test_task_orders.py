@@ -55,3 +55,16 @@ def test_reuse_reads_finals_by_seed_and_order_and_checks_the_method(tmp_path):
     assert hashes["2"] == "b" * 64
     with pytest.raises(SystemExit, match="holds the orders of 'pcl', not 'conure'"):
         task_orders.reused(path, "conure")
+
+
+def test_several_reuse_files_merge_and_refuse_two_t1s_for_one_seed(tmp_path):
+    def write(name: str, seed: int, digest: str) -> Path:
+        held = {"method": "pcl", "seeds": [seed], "t1_sha256": {str(seed): digest}, "finals": {"T1,T2": [{"T2": seed}]}}
+        (tmp_path / name).write_text(json.dumps(held))
+        return tmp_path / name
+
+    kept, hashes = task_orders.kept_results([write("a.json", 1, "a" * 64), write("b.json", 2, "b" * 64)], "pcl")
+    assert kept == {(1, "T1,T2"): {"T2": 1}, (2, "T1,T2"): {"T2": 2}}
+    assert hashes == {"1": "a" * 64, "2": "b" * 64}
+    with pytest.raises(SystemExit, match="seed 1 comes from two different T1 models"):
+        task_orders.kept_results([tmp_path / "a.json", write("c.json", 1, "c" * 64)], "pcl")
