@@ -83,6 +83,11 @@ def main() -> None:
         help="an orders.json of an earlier call (e.g. the one kept in bench/): its (seed, order) results are taken "
         "as they are instead of learning them again; the rest is learned",
     )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="learn nothing: report the seeds whose every order is complete or kept, leave the others out",
+    )
     args = ap.parse_args()
     if (args.bench is None) == (args.t1 is None):
         raise SystemExit("give --bench (with --seeds) or --t1")
@@ -90,32 +95,53 @@ def main() -> None:
     result: dict[str, list[dict[str, float]]] = {o: [] for o in args.orders}
     kept, kept_t1 = kept_results(args.reuse, args.method)
     t1_hashes: dict[str, str] = {}
+    seeds = []
     for seed in args.seeds:
-        sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
         t1_hashes[str(seed)] = t1_identity(args, seed, kept_t1.get(str(seed)))
+        held = seed_finals(args, out, seed, kept)
+        if held is None:
+            print(f"seed {seed}: not every order is complete or kept; left out of the report (--report-only)")
+            del t1_hashes[str(seed)]
+            continue
+        seeds.append(seed)
         for order in args.orders:
-            if (seed, order) in kept:
-                result[order].append(kept[seed, order])
-                continue
-            rows = bench_rows(args.bench / f"seed-{seed}" / args.method, order) if args.bench else None
-            if rows is None:
-                run = out / f"seed-{seed}" / order.replace(",", "-") if args.bench else out / order.replace(",", "-")
-                if args.bench is None:
-                    init, branch = None, args.t1
-                elif args.method == "conure" and order != args.orders[0]:
-                    init, branch = None, conure_branch_point(args.bench, out, seed, args.orders[0])
-                else:
-                    init, branch = args.bench / f"seed-{seed}" / "T1", None
-                rows = stream_run(run, args.config, args.method, order, init, sets, branch)
-            result[order].append(finals(rows))
+            result[order].append(held[order])
     write_json_atomic(
-        out / "orders.json", {"method": args.method, "seeds": args.seeds, "t1_sha256": t1_hashes, "finals": result}
+        out / "orders.json", {"method": args.method, "seeds": seeds, "t1_sha256": t1_hashes, "finals": result}
     )
-    text = table(args.method, args.seeds, result)
+    text = table(args.method, seeds, result)
     print(text)
     write_text_atomic(out / "orders.md", text + "\n")
     if args.plot:
         plot([out / "orders.json", *args.beside], args.plot)
+
+
+def seed_finals(
+    args: argparse.Namespace, out: Path, seed: int, kept: dict[tuple[int, str], dict[str, float]]
+) -> dict[str, dict[str, float]] | None:
+    """Every order's finals for one seed: kept (--reuse), from a complete run, or learned now; with
+    --report-only nothing is learned and a seed with any order missing gives None."""
+    sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
+    held = {}
+    for order in args.orders:
+        if (seed, order) in kept:
+            held[order] = kept[seed, order]
+            continue
+        run = out / f"seed-{seed}" / order.replace(",", "-") if args.bench else out / order.replace(",", "-")
+        rows = bench_rows(args.bench / f"seed-{seed}" / args.method, order) if args.bench else None
+        rows = rows or bench_rows(run, order)
+        if rows is None and args.report_only:
+            return None
+        if rows is None:
+            if args.bench is None:
+                init, branch = None, args.t1
+            elif args.method == "conure" and order != args.orders[0]:
+                init, branch = None, conure_branch_point(args.bench, out, seed, args.orders[0])
+            else:
+                init, branch = args.bench / f"seed-{seed}" / "T1", None
+            rows = stream_run(run, args.config, args.method, order, init, sets, branch)
+        held[order] = finals(rows)
+    return held
 
 
 def kept_results(paths: list[Path], method: str) -> tuple[dict[tuple[int, str], dict[str, float]], dict[str, str]]:

@@ -68,3 +68,21 @@ def test_several_reuse_files_merge_and_refuse_two_t1s_for_one_seed(tmp_path):
     assert hashes == {"1": "a" * 64, "2": "b" * 64}
     with pytest.raises(SystemExit, match="seed 1 comes from two different T1 models"):
         task_orders.kept_results([tmp_path / "a.json", write("c.json", 1, "c" * 64)], "pcl")
+
+
+def test_report_only_reads_complete_runs_and_leaves_out_a_seed_with_an_order_missing(tmp_path):
+    out = tmp_path / "orders-pcl"
+    run = out / "seed-0" / "T1-T2"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "complete", "order": ["T1", "T2"]}))
+    rows = [
+        {"task": "T1", "metric": "MRR@5", "test_after": {"T1": {"MRR@5": 0.02}}},
+        {"task": "T2", "metric": "MRR@5", "test_after": {"T1": {"MRR@5": 0.02}, "T2": {"MRR@5": 0.007}}},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = argparse.Namespace(
+        bench=tmp_path / "bench", t1=None, method="pcl", orders=["T1,T2"], overrides=[], report_only=True
+    )
+    assert task_orders.seed_finals(args, out, 0, {}) == {"T1,T2": {"T1": 0.02, "T2": 0.007}}
+    assert task_orders.seed_finals(args, out, 1, {}) is None  # nothing learned in report mode
+    assert task_orders.seed_finals(args, out, 1, {(1, "T1,T2"): {"T2": 0.5}}) == {"T1,T2": {"T2": 0.5}}

@@ -1,0 +1,69 @@
+#!/bin/sh
+# PCL's Fig. 2 (every task's final metric under three task orders) with Conure beside it, on
+# configs/ml1m_paper.yaml, one pretrained T1 per seed shared by both methods (runs/bench/ml1m_paper).
+#
+#   sh bench/fig2_orders.sh learn 0 1     # learn seeds 0 and 1 (resumable; about 85 min a seed on 2 cores)
+#   sh bench/fig2_orders.sh report 0 1 2  # tables, Fig. 2 and the kept per-seed values in bench/
+#
+# learn, per seed: pretrain T1 unless it is there; PCL's three orders in one process while Conure
+# learns Order1 (pruning and retraining T1 first); then Conure's Orders 2 and 3 side by side, both
+# branching from Order1's T1. One thread per process: two processes fill this machine's 2 cores.
+# report (learns nothing; a seed with an order missing is left out): every seed's finals come from the finished runs or, for seeds learned in an earlier session
+# (run folders gone), from bench/task_orders_{pcl,conure}.json; task_orders.py refuses kept values whose
+# T1 differs from the T1 in runs/bench (pretrained again on another machine kind, say). It rewrites
+# those two files, bench/task_orders_fig2.png and the tables in runs/bench/ml1m_paper/orders-*/orders.md.
+set -eu
+MODE=$1
+shift
+B=runs/bench/ml1m_paper
+PY=${PY:-.venv/bin/python}
+O1=T1,T2,T3,T4,T5,T6
+O2=T1,T4,T5,T6,T2,T3
+O3=T1,T6,T5,T4,T3,T2
+mkdir -p logs
+
+learn_seed() {
+  S=$1
+  if [ ! -f "$B/seed-$S/T1/backbone.safetensors" ]; then
+    "$PY" -m lifelongrec.cli pretrain --config ml1m_paper --out "$B/seed-$S/T1" \
+      --set train.seed="$S" --set train.threads=1 > "logs/fig2_t1_s$S.log" 2>&1
+  fi
+  A="--bench $B --config ml1m_paper --seeds $S --set train.threads=1"
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method pcl $A --out "$B/orders-pcl-s$S" > "logs/fig2_pcl_s$S.log" 2>&1 &
+  PCL=$!
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method conure $A --orders $O1 > "logs/fig2_conure_s${S}_o1.log" 2>&1
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method conure $A --orders $O1 $O2 > "logs/fig2_conure_s${S}_o2.log" 2>&1 &
+  C2=$!
+  wait "$PCL"
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method conure $A --orders $O1 $O3 > "logs/fig2_conure_s${S}_o3.log" 2>&1
+  wait "$C2"
+}
+
+report() {
+  KEEP_PCL=""
+  KEEP_CONURE=""
+  for S in "$@"; do
+    if [ -f "$B/orders-pcl-s$S/orders.json" ]; then KEEP_PCL="$KEEP_PCL $B/orders-pcl-s$S/orders.json"; fi
+  done
+  if [ -f bench/task_orders_pcl.json ]; then KEEP_PCL="bench/task_orders_pcl.json $KEEP_PCL"; fi
+  if [ -f bench/task_orders_conure.json ]; then KEEP_CONURE="bench/task_orders_conure.json"; fi
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method conure --bench $B --config ml1m_paper --seeds "$@" --report-only \
+    --set train.threads=1 ${KEEP_CONURE:+--reuse $KEEP_CONURE}
+  # shellcheck disable=SC2086
+  "$PY" bench/task_orders.py --method pcl --bench $B --config ml1m_paper --seeds "$@" --report-only \
+    --set train.threads=1 ${KEEP_PCL:+--reuse $KEEP_PCL} \
+    --plot bench/task_orders_fig2.png --beside "$B/orders-conure/orders.json"
+  cp "$B/orders-pcl/orders.json" bench/task_orders_pcl.json
+  cp "$B/orders-conure/orders.json" bench/task_orders_conure.json
+}
+
+case "$MODE" in
+  learn) for S in "$@"; do learn_seed "$S"; done ;;
+  report) report "$@" ;;
+  *) echo "usage: $0 learn|report SEED..." >&2; exit 2 ;;
+esac
