@@ -60,13 +60,13 @@ def _ints(text: str, path: Path, lineno: int, what: str) -> list[int]:
 
 
 def read_conure(path: str | Path) -> ConureExamples:
-    from .readers import _decode_error, _require
+    from .textfile import decode_error, require
 
-    path = _require(path)
+    path = require(path)
     try:
         return _read_conure(path)
     except UnicodeDecodeError:
-        raise _decode_error(path, "utf-8") from None
+        raise decode_error(path, "utf-8") from None
     except OSError as e:
         raise DataError(f"cannot be read ({e.strerror or e})", file=path) from None
 

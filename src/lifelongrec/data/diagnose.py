@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataError
-from .readers import _COMMON_SEPS, DUCKDB_MAX_LINE_SIZE, CsvRead, Scan, _decode_error, _first_undecodable
+from .readers import DUCKDB_MAX_LINE_SIZE, CsvRead, Scan
+from .textfile import COMMON_SEPS, decode_error, first_undecodable
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -66,8 +67,8 @@ def diagnose_text(read: CsvRead, n_fields: int | None) -> DataError | None:
     encoding, the first line longer than DuckDB's limit, the first row with another number of fields
     than the header (or than `n_fields`), a quote that is never closed. None: nothing found."""
     path, enc = read.path, read.encoding
-    if _first_undecodable(path, enc) is not None:
-        return _decode_error(path, enc)
+    if first_undecodable(path, enc) is not None:
+        return decode_error(path, enc)
     limit = read.max_line_size or DUCKDB_MAX_LINE_SIZE
     counter = [0]
     expect = n_fields
@@ -107,13 +108,13 @@ def diagnose_text(read: CsvRead, n_fields: int | None) -> DataError | None:
                         f"the row has {len(row)} field{'s' * (len(row) != 1)}, the {what} has {expect}",
                         file=path,
                         line=start,
-                        expected=f"{expect} fields separated by {_COMMON_SEPS.get(read.sep, repr(read.sep))} "
+                        expected=f"{expect} fields separated by {COMMON_SEPS.get(read.sep, repr(read.sep))} "
                         "on every row (a stray separator, or a value with the separator that is not quoted?)",
                     )
     except DataError as e:
         return e
     except UnicodeDecodeError:
-        return _decode_error(path, enc)
+        return decode_error(path, enc)
     except OSError as e:
         return DataError(f"cannot be read ({e.strerror or e})", file=path)
 
@@ -162,6 +163,6 @@ def explain_engine_error(scan: Scan, err: Exception) -> DataError:
     if re.search(r"maximum line size", text, re.IGNORECASE):
         hint = "shorter lines, or a larger source.max_line_size in the config"
     elif scan.csv is not None:
-        sep = _COMMON_SEPS.get(scan.csv.sep, repr(scan.csv.sep))
+        sep = COMMON_SEPS.get(scan.csv.sep, repr(scan.csv.sep))
         hint = f'{scan.csv.encoding} text with {sep}-separated fields, quoted with " where needed'
     return DataError(f"could not be read: {reason}", file=scan.file, line=line, expected=hint)

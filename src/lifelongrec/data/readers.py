@@ -8,8 +8,6 @@ wrong separator) are caught here, from the first line, before any scan runs.
 
 from __future__ import annotations
 
-import codecs
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +15,7 @@ from pathlib import Path
 from ..config import ENCODINGS, Columns, ProfileSource, SourceConfig
 from ..errors import ConfigError, DataError
 from .sources import fetch
-
-# Separators we recognise when telling a user that their file uses a different one.
-_COMMON_SEPS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", "::": "'::'"}
+from .textfile import COMMON_SEPS, check_header, first_line, require
 
 # The longest line read_csv accepts unless source.max_line_size says otherwise (DuckDB's own default,
 # passed explicitly so that the limit our messages name is the one DuckDB applies, in every version).
@@ -117,108 +113,6 @@ def _q(s: str | Path) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def _first_line(path: Path, encoding: str) -> str:
-    _require(path)
-    chunk = 1 << 20
-    try:
-        with open(path, encoding=encoding, newline="") as f:
-            lineno = 0
-            while line := f.readline(chunk):
-                lineno += 1
-                if len(line) == chunk and not line.endswith(("\n", "\r")):
-                    raise DataError(
-                        f"the first line is longer than {chunk:,} characters",
-                        file=path,
-                        line=lineno,
-                        expected="a header line naming the columns",
-                    )
-                line = line.lstrip("\ufeff").rstrip("\r\n")  # a byte order mark is not part of the header
-                if line.strip():
-                    return line
-    except UnicodeDecodeError:
-        raise _decode_error(path, encoding) from None
-    except OSError as e:
-        raise DataError(f"cannot be read ({e.strerror or e})", file=path) from None
-    raise DataError("file is empty", file=path, expected="a header line and data rows")
-
-
-def _first_undecodable(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
-    """(line, byte offset, the bad bytes) of the first byte sequence that is not valid `encoding`, or
-    None. Python finds it itself: DuckDB reports such errors at the wrong line."""
-    dec = codecs.getincrementaldecoder(encoding)()
-    lines, offset = 1, 0
-    with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        wide = "utf-16-be" if head == b"\xfe\xff" else "utf-16-le"
-        while True:
-            block = f.read(1 << 20)
-            try:
-                text = dec.decode(block, final=not block)
-            except UnicodeDecodeError as e:
-                good = e.object[: e.start]
-                if encoding == "utf-16":
-                    lines += good.decode(wide, errors="ignore").count("\n")
-                else:
-                    lines += good.count(b"\n")
-                pending = len(e.object) - len(block)  # bytes held back from the previous block
-                return lines, offset - pending + e.start, bytes(e.object[e.start : e.end])
-            lines += text.count("\n")
-            offset += len(block)
-            if not block:
-                return None
-
-
-def _decode_error(path: Path, encoding: str) -> DataError:
-    bad = _first_undecodable(path, encoding)
-    line, what = (bad[0], f": byte {bad[2][:4].hex(' ')} at offset {bad[1]:,}") if bad else (None, "")
-    return DataError(
-        f"not valid {encoding} text{what}",
-        file=path,
-        line=line,
-        expected=f"{encoding} text, or source.encoding set to the file's encoding ({', '.join(ENCODINGS)})",
-    )
-
-
-def _check_header(path: Path, sep: str, encoding: str, needed: dict[str, str | None]) -> list[str]:
-    """Return the header cells; raise a clear error for duplicates, a wrong separator, missing columns."""
-    line = _first_line(path, encoding)
-    if len(sep) == 1:  # quoted names as DuckDB reads them: "a,b" is one name, "a""b" is a"b
-        cells = [c.strip() for c in next(csv.reader([line], delimiter=sep, quotechar='"'), [""])]
-    else:
-        cells = [c.strip().strip('"') for c in line.split(sep)]
-    if len(cells) == 1:
-        for other, name in _COMMON_SEPS.items():
-            if other != sep and other in line:
-                raise DataError(
-                    f"the header has a single column but contains {name} characters: "
-                    f"the file seems to be separated by {name}, not {_COMMON_SEPS.get(sep, repr(sep))}",
-                    file=path,
-                    line=1,
-                    expected=f"{_COMMON_SEPS.get(sep, repr(sep))}-separated columns",
-                )
-    seen: set[str] = set()
-    for c in cells:
-        if c in seen:
-            raise DataError(
-                f"duplicate column name '{c}' in the header",
-                file=path,
-                line=1,
-                expected="unique column names",
-            )
-        seen.add(c)
-    clean = [c.split(":", 1)[0] for c in cells]
-    for role, col in needed.items():
-        if col is not None and col not in clean:
-            raise DataError(
-                f"missing column '{col}' (the {role} column); header has: {', '.join(clean)}",
-                file=path,
-                line=1,
-                expected=f"a '{col}' column, or set source.columns.{role} to the right name",
-            )
-    return cells
-
-
 def _csv_scan(
     path: Path,
     sep: str,
@@ -231,15 +125,6 @@ def _csv_scan(
     read = CsvRead(path, sep, header, encoding, names, max_line_size)
     # ids are kept as text: a stable vocabulary of the user's own ids, whatever they look like.
     return read.sql({c: "VARCHAR" for c in varchar}), read
-
-
-def _require(path: str | Path, folder_ok: bool = False) -> Path:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError("file not found", file=p)
-    if p.is_dir() and not folder_ok:
-        raise DataError("is a folder, not a file", file=p, expected="the path of a data file")
-    return p
 
 
 def _text_encoding(source: SourceConfig | ProfileSource, fmt: str | None) -> str:
@@ -279,7 +164,7 @@ def _delimited(
     recbole: bool = False,
     max_line_size: int | None = None,
 ) -> Scan:
-    header = _check_header(path, sep, encoding, _needed(cols))
+    header = check_header(path, sep, encoding, _needed(cols))
     rename = {h: h.split(":", 1)[0] for h in header} if recbole else {}
     raw_of = {v: k for k, v in rename.items()}
     varchar = [raw_of.get(cols.user, cols.user), raw_of.get(cols.item, cols.item)]
@@ -317,11 +202,11 @@ def _grouplens(path: Path, cols: Columns | None, max_line_size: int | None = Non
             file=path,
             expected="a GroupLens folder or its ratings.dat / u.data file",
         )
-    _require(ratings)
-    first = _first_line(ratings, "latin-1")
+    require(ratings)
+    first = first_line(ratings, "latin-1")
     if inter[0] not in first:
         raise DataError(
-            f"not separated by {_COMMON_SEPS[inter[0]]}",
+            f"not separated by {COMMON_SEPS[inter[0]]}",
             file=ratings,
             line=1,
             expected="user::item::rating::timestamp" if inter[0] == "::" else "user<TAB>item<TAB>rating<TAB>timestamp",
@@ -368,7 +253,7 @@ def interaction_scan(source: SourceConfig) -> tuple[Scan, Scan | None, dict[str,
     assert source.path is not None  # SourceConfig requires exactly one of dataset and path
     fmt = source.format
     enc = _text_encoding(source, fmt)
-    path = _require(source.path, folder_ok=fmt in ("grouplens", "tenrec_lifelong"))
+    path = require(source.path, folder_ok=fmt in ("grouplens", "tenrec_lifelong"))
     if fmt == "grouplens":
         scan, profile = _grouplens(path, source.columns, limit)
         if not profile.file.exists():
@@ -429,7 +314,7 @@ def _parquet(path: Path, cols: Columns) -> Scan:
 def _parquet_schema(path: Path):  # -> pyarrow.Schema
     import pyarrow.parquet as pq
 
-    _require(path)
+    require(path)
     try:
         return pq.read_schema(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a non-Parquet file
@@ -459,7 +344,7 @@ def _delimited_profile(
 ) -> Scan:
     need: dict[str, str | None] = {"user": user}
     need.update({f"fields ({f})": f for f in fields or []})
-    header = _check_header(path, sep, encoding, need)
+    header = check_header(path, sep, encoding, need)
     rename = {h: h.split(":", 1)[0] for h in header} if recbole else {}
     clean = [rename.get(h, h) for h in header]
     labels = fields if fields is not None else [c for c in clean if c != user]
@@ -479,7 +364,7 @@ def _delimited_profile(
 
 def profile_scan(p: ProfileSource, max_line_size: int | None = None) -> Scan:
     enc = _text_encoding(p, p.format)
-    path = _require(p.path, folder_ok=p.format == "grouplens")
+    path = require(p.path, folder_ok=p.format == "grouplens")
     if p.format == "parquet":
         names = _parquet(path, Columns(user=p.user, item=p.user, timestamp=None, labels=p.fields or [])).header
         labels = p.fields if p.fields is not None else [c for c in names if c != p.user]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..config import Columns
 from ..errors import DataError
-from .readers import Scan, _check_header, _delimited
+from .readers import Scan, _delimited
+from .textfile import check_header
 
 _TENREC_VALUES = ["click", "follow", "like", "share", "watching_times"]
 _TENREC_LABELS = ["gender", "age"]
@@ -19,7 +20,7 @@ _TENREC_LABELS = ["gender", "age"]
 def tenrec(path: Path, cols: Columns | None, encoding: str = "utf-8", max_line_size: int | None = None) -> Scan:
     """Tenrec CSVs: no timestamp, file order is click order; gender/age repeated on every row."""
     if cols is None:  # the default columns, with the value and label columns this file has
-        header = _check_header(path, ",", encoding, {"user": "user_id", "item": "item_id"})
+        header = check_header(path, ",", encoding, {"user": "user_id", "item": "item_id"})
         cols = Columns(
             user="user_id",
             item="item_id",
