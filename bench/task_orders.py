@@ -6,19 +6,19 @@ mean and spread over seeds.
         --seeds 0 1 2 --set train.threads=1 [--orders T1,T2,T3,T4,T5,T6 T1,T4,T5,T6,T2,T3 T1,T6,T5,T4,T3,T2]
 
 Order 1 is the bench's own run of the method (<bench>/seed-S/<method>, learned in T1..T6 order) when it
-is complete; other orders are learned into <out>/seed-S/<order>. Conure's other orders branch from the
-bench run after its T1 (pruned and retrained once, so every order starts from the same T1); other
-methods start from the bench's pretrained T1 (<bench>/seed-S/T1). Each seed runs with train.seed = S,
-as the bench does. Runs are resumable and skipped when complete (rerun the command after a stop); a
-table per task and order (mean ± std [min, max] over seeds, and a paired t-test of each order against
-Order1) is printed and written to <out>/orders.md, the per-seed values to <out>/orders.json. When the
-bench has no run of the method, Order 1 is learned into <out> too (for Conure, from the pretrained T1,
-and the other orders branch from it). `--plot FIG.png --beside OTHER/orders.json` draws Fig. 2 with
-another method's orders next to this one's. `--reuse bench/task_orders_<method>.json ...` (the per-seed
-values behind RESULTS, kept in the repository) takes the (seed, order) results held there instead of
-learning them again, e.g. to add a seed after the run folders are gone; several files (one per seed,
-learned by separate processes) merge. Each orders.json keeps the sha256 of every seed's T1, and kept
-results whose T1 differs from the one in the bench folder are refused.
+is complete; other orders are learned into <out>/seed-S/<order>. Conure's orders branch from a Conure
+run of T1 alone (<out>/seed-S/T1: the pretrained T1 pruned and retrained once, so every order starts
+from the same T1); other methods start from the bench's pretrained T1 (<bench>/seed-S/T1). Each seed
+runs with train.seed = S, as the bench does. Runs are resumable and skipped when complete (rerun the
+command after a stop); a table per task and order (mean ± std [min, max] over seeds, and a paired
+t-test of each order against Order1) is printed and written to <out>/orders.md, the per-seed values to
+<out>/orders.json. When the bench has no run of the method, Order 1 is learned into <out> too.
+`--plot FIG.png --beside OTHER/orders.json` draws Fig. 2 with another method's orders next to this
+one's. `--reuse bench/task_orders_<method>.json ...` (the per-seed values behind RESULTS, kept in the
+repository) takes the (seed, order) results held there instead of learning them again, e.g. to add a
+seed after the run folders are gone; several files (one per seed, learned by separate processes)
+merge. Each orders.json keeps the sha256 of every seed's T1, and kept results whose T1 differs from the
+one in the bench folder are refused. `--report-only` learns nothing.
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -56,11 +56,13 @@ def bench_rows(run: Path, order: str) -> list[dict] | None:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def conure_branch_point(bench: Path, out: Path, seed: int, first: str) -> Path:
-    """The run whose T1 (pruned and retrained once) every other order of this seed continues from: the
-    bench's Conure run when there is one, else this script's own run of the first order."""
-    held = bench / f"seed-{seed}" / "conure"
-    return held if (held / "run.json").is_file() else out / f"seed-{seed}" / first.replace(",", "-")
+def conure_branch_point(args: argparse.Namespace, out: Path, seed: int, sets: list[str]) -> Path:
+    """A Conure run of T1 alone (the pretrained T1 pruned and retrained once) that every order of this
+    seed branches from, so all orders start from the same T1. A branch needs a run whose learned tasks
+    are a proper prefix of the new order: a finished six-task run is not one."""
+    run = out / f"seed-{seed}" / "T1"
+    stream_run(run, args.config, "conure", "T1", args.bench / f"seed-{seed}" / "T1", sets)
+    return run
 
 
 def main() -> None:
@@ -135,8 +137,8 @@ def seed_finals(
         if rows is None:
             if args.bench is None:
                 init, branch = None, args.t1
-            elif args.method == "conure" and order != args.orders[0]:
-                init, branch = None, conure_branch_point(args.bench, out, seed, args.orders[0])
+            elif args.method == "conure":
+                init, branch = None, conure_branch_point(args, out, seed, sets)
             else:
                 init, branch = args.bench / f"seed-{seed}" / "T1", None
             rows = stream_run(run, args.config, args.method, order, init, sets, branch)
