@@ -28,18 +28,23 @@ learn_seed() {
     "$PY" -m lifelongrec.cli pretrain --config ml1m_paper --out "$B/seed-$S/T1" \
       --set train.seed="$S" --set train.threads=1 > "logs/fig2_t1_s$S.log" 2>&1
   fi
-  A="--bench $B --config ml1m_paper --seeds $S --set train.threads=1"
+  # Values kept in bench/ from an earlier session are not learned again if they come from this very T1.
+  A="--bench $B --config ml1m_paper --seeds $S --set train.threads=1 --relearn-other-t1"
+  RP=""
+  RC=""
+  if [ -f bench/task_orders_pcl.json ]; then RP="--reuse bench/task_orders_pcl.json"; fi
+  if [ -f bench/task_orders_conure.json ]; then RC="--reuse bench/task_orders_conure.json"; fi
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method pcl $A --out "$B/orders-pcl-s$S" > "logs/fig2_pcl_s$S.log" 2>&1 &
+  "$PY" bench/task_orders.py --method pcl $A $RP --out "$B/orders-pcl-s$S" > "logs/fig2_pcl_s$S.log" 2>&1 &
   PCL=$!
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A --orders $O1 > "logs/fig2_conure_s${S}_o1.log" 2>&1
+  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 > "logs/fig2_conure_s${S}_o1.log" 2>&1
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A --orders $O1 $O2 > "logs/fig2_conure_s${S}_o2.log" 2>&1 &
+  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 $O2 > "logs/fig2_conure_s${S}_o2.log" 2>&1 &
   C2=$!
   wait "$PCL"
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A --orders $O1 $O3 > "logs/fig2_conure_s${S}_o3.log" 2>&1
+  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 $O3 > "logs/fig2_conure_s${S}_o3.log" 2>&1
   wait "$C2"
 }
 
@@ -52,10 +57,10 @@ report() {
   if [ -f bench/task_orders_pcl.json ]; then KEEP_PCL="bench/task_orders_pcl.json $KEEP_PCL"; fi
   if [ -f bench/task_orders_conure.json ]; then KEEP_CONURE="bench/task_orders_conure.json"; fi
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure --bench $B --config ml1m_paper --seeds "$@" --report-only \
+  "$PY" bench/task_orders.py --method conure --bench $B --config ml1m_paper --seeds "$@" --report-only --relearn-other-t1 \
     --set train.threads=1 ${KEEP_CONURE:+--reuse $KEEP_CONURE}
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method pcl --bench $B --config ml1m_paper --seeds "$@" --report-only \
+  "$PY" bench/task_orders.py --method pcl --bench $B --config ml1m_paper --seeds "$@" --report-only --relearn-other-t1 \
     --set train.threads=1 ${KEEP_PCL:+--reuse $KEEP_PCL} \
     --plot bench/task_orders_fig2.png --beside "$B/orders-conure/orders.json"
   cp "$B/orders-pcl/orders.json" bench/task_orders_pcl.json

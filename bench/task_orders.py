@@ -17,8 +17,9 @@ t-test of each order against Order1) is printed and written to <out>/orders.md, 
 one's. `--reuse bench/task_orders_<method>.json ...` (the per-seed values behind RESULTS, kept in the
 repository) takes the (seed, order) results held there instead of learning them again, e.g. to add a
 seed after the run folders are gone; several files (one per seed, learned by separate processes)
-merge. Each orders.json keeps the sha256 of every seed's T1, and kept results whose T1 differs from the
-one in the bench folder are refused. `--report-only` learns nothing.
+merge, a later file replacing a seed whole. Each orders.json keeps the sha256 of every seed's T1, and
+kept results whose T1 differs from the one in the bench folder are refused (`--relearn-other-t1`:
+learned again). `--report-only` learns nothing.
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -90,6 +91,11 @@ def main() -> None:
         action="store_true",
         help="learn nothing: report the seeds whose every order is complete or kept, leave the others out",
     )
+    ap.add_argument(
+        "--relearn-other-t1",
+        action="store_true",
+        help="kept results of a seed whose T1 differs from the bench's are learned again instead of refused",
+    )
     args = ap.parse_args()
     if (args.bench is None) == (args.t1 is None):
         raise SystemExit("give --bench (with --seeds) or --t1")
@@ -99,6 +105,11 @@ def main() -> None:
     t1_hashes: dict[str, str] = {}
     seeds = []
     for seed in args.seeds:
+        kept_digest, here = kept_t1.get(str(seed)), t1_sha256(args, seed)
+        if args.relearn_other_t1 and kept_digest and here and kept_digest != here:
+            print(f"seed {seed}: the kept results come from another T1; they are learned again from this one")
+            kept = {k: v for k, v in kept.items() if k[0] != seed}
+            del kept_t1[str(seed)]
         t1_hashes[str(seed)] = t1_identity(args, seed, kept_t1.get(str(seed)))
         held = seed_finals(args, out, seed, kept)
         if held is None:
@@ -147,18 +158,20 @@ def seed_finals(
 
 
 def kept_results(paths: list[Path], method: str) -> tuple[dict[tuple[int, str], dict[str, float]], dict[str, str]]:
-    """The (seed, order) finals and per-seed T1 hashes of several --reuse files (e.g. one per seed,
-    learned by separate processes); a seed found with two different T1 models is refused."""
+    """The (seed, order) finals and per-seed T1 hashes of several --reuse files (e.g. the values kept in
+    bench/ and one file per seed learned since). A seed found in a later file is taken from that file
+    alone, so one seed's orders never mix two T1 models."""
     kept: dict[tuple[int, str], dict[str, float]] = {}
     kept_t1: dict[str, str] = {}
     for path in paths:
         finals, hashes = reused(path, method)
+        for seed in {s for s, _ in finals}:
+            if any(s == seed for s, _ in kept):
+                print(f"--reuse: seed {seed} is taken from {path}, the later file")
+                kept = {k: v for k, v in kept.items() if k[0] != seed}
+                kept_t1.pop(str(seed), None)
         kept.update(finals)
-        for seed, digest in hashes.items():
-            if kept_t1.setdefault(seed, digest) != digest:
-                raise SystemExit(
-                    f"--reuse: seed {seed} comes from two different T1 models ({path} and an earlier file)"
-                )
+        kept_t1.update(hashes)
     return kept, kept_t1
 
 
@@ -170,12 +183,21 @@ def reused(path: Path, method: str) -> tuple[dict[tuple[int, str], dict[str, flo
     return finals, held.get("t1_sha256", {})
 
 
+def t1_weights(args: argparse.Namespace, seed: int) -> Path:
+    return (args.bench / f"seed-{seed}" / "T1" if args.bench else args.t1) / "backbone.safetensors"
+
+
+def t1_sha256(args: argparse.Namespace, seed: int) -> str | None:
+    weights = t1_weights(args, seed)
+    return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+
+
 def t1_identity(args: argparse.Namespace, seed: int, kept: str | None) -> str:
     """The sha256 of the seed's pretrained T1 weights, which every order of the seed starts from. A T1
     pretrained again (a new session, another machine kind: the rounding differs) need not be the same
     model, so results kept from another T1 are refused rather than mixed with new ones."""
-    weights = (args.bench / f"seed-{seed}" / "T1" if args.bench else args.t1) / "backbone.safetensors"
-    here = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    weights = t1_weights(args, seed)
+    here = t1_sha256(args, seed)
     if kept and here and kept != here:
         raise SystemExit(
             f"seed {seed}: the results kept in --reuse were learned from a T1 with sha256 {kept[:12]}..., "

@@ -57,17 +57,21 @@ def test_reuse_reads_finals_by_seed_and_order_and_checks_the_method(tmp_path):
         task_orders.reused(path, "conure")
 
 
-def test_several_reuse_files_merge_and_refuse_two_t1s_for_one_seed(tmp_path):
-    def write(name: str, seed: int, digest: str) -> Path:
-        held = {"method": "pcl", "seeds": [seed], "t1_sha256": {str(seed): digest}, "finals": {"T1,T2": [{"T2": seed}]}}
+def test_several_reuse_files_merge_and_a_later_file_replaces_a_seed_whole(tmp_path):
+    def write(name: str, seed: int, digest: str, orders: dict) -> Path:
+        held = {"method": "pcl", "seeds": [seed], "t1_sha256": {str(seed): digest}, "finals": orders}
         (tmp_path / name).write_text(json.dumps(held))
         return tmp_path / name
 
-    kept, hashes = task_orders.kept_results([write("a.json", 1, "a" * 64), write("b.json", 2, "b" * 64)], "pcl")
-    assert kept == {(1, "T1,T2"): {"T2": 1}, (2, "T1,T2"): {"T2": 2}}
+    a = write("a.json", 1, "a" * 64, {"T1,T2": [{"T2": 1}], "T1,T3": [{"T3": 1}]})
+    b = write("b.json", 2, "b" * 64, {"T1,T2": [{"T2": 2}]})
+    kept, hashes = task_orders.kept_results([a, b], "pcl")
+    assert kept == {(1, "T1,T2"): {"T2": 1}, (1, "T1,T3"): {"T3": 1}, (2, "T1,T2"): {"T2": 2}}
     assert hashes == {"1": "a" * 64, "2": "b" * 64}
-    with pytest.raises(SystemExit, match="seed 1 comes from two different T1 models"):
-        task_orders.kept_results([tmp_path / "a.json", write("c.json", 1, "c" * 64)], "pcl")
+    c = write("c.json", 1, "c" * 64, {"T1,T2": [{"T2": 9}]})  # seed 1 again, from another T1
+    kept, hashes = task_orders.kept_results([a, c], "pcl")
+    assert kept == {(1, "T1,T2"): {"T2": 9}}  # nothing of a.json's seed 1 is left to mix with it
+    assert hashes == {"1": "c" * 64}
 
 
 def test_report_only_reads_complete_runs_and_leaves_out_a_seed_with_an_order_missing(tmp_path):
