@@ -211,12 +211,13 @@ def table(method: str, seeds: list[int], result: dict[str, list[dict[str, float]
     """Per task and order: mean ± std over seeds, [min, max], and for Orders 2+ a two-sided paired t-test
     against Order1 over the seeds (the seed fixes T1, so the orders of one seed are paired)."""
     tasks = sorted({t for fs in result.values() for f in fs for t in f}, key=lambda t: int(t[1:]))
-    lines = ["| order | " + " | ".join(tasks) + " | mean T2..T6 |", "|---" * (len(tasks) + 2) + "|"]
+    # No mean over tasks: it would mix MRR@5 of item tasks with accuracy of profile tasks.
+    lines = ["| order | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     first = next(iter(result.values()))
     for i, (order, fs) in enumerate(result.items(), 1):
         cells = []
-        for t in [*tasks, "mean"]:
-            v, base = (np.array([value(f, t, tasks) for f in x]) for x in (fs, first))
+        for t in tasks:
+            v, base = (np.array([f[t] for f in x]) for x in (fs, first))
             cell = f"{v.mean():.4f}"
             if len(v) > 1:
                 cell += f" ± {v.std(ddof=1):.4f} [{v.min():.4f}, {v.max():.4f}]"
@@ -230,10 +231,6 @@ def table(method: str, seeds: list[int], result: dict[str, list[dict[str, float]
         + "\n\n"
         + "\n".join(lines)
     )
-
-
-def value(finals: dict[str, float], task: str, tasks: list[str]) -> float:
-    return float(np.mean([finals[x] for x in tasks if x != "T1"])) if task == "mean" else finals[task]
 
 
 def plot(sources: list[Path], out: Path) -> None:

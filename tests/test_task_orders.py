@@ -90,3 +90,13 @@ def test_report_only_reads_complete_runs_and_leaves_out_a_seed_with_an_order_mis
     assert task_orders.seed_finals(args, out, 0, {}) == {"T1,T2": {"T1": 0.02, "T2": 0.007}}
     assert task_orders.seed_finals(args, out, 1, {}) is None  # nothing learned in report mode
     assert task_orders.seed_finals(args, out, 1, {(1, "T1,T2"): {"T2": 0.5}}) == {"T1,T2": {"T2": 0.5}}
+
+
+def test_the_table_pairs_orders_by_seed_and_does_not_average_metrics_of_different_kinds():
+    result = {
+        "T1,T2,T4": [{"T1": 0.02, "T2": 0.006, "T4": 0.71}, {"T1": 0.03, "T2": 0.008, "T4": 0.72}],
+        "T1,T4,T2": [{"T1": 0.02, "T2": 0.007, "T4": 0.73}, {"T1": 0.03, "T2": 0.008, "T4": 0.75}],
+    }
+    text = task_orders.table("pcl", [0, 1], result)
+    assert "| order | T1 | T2 | T4 |" in text and "mean" not in text.split("\n\n", 1)[1]
+    assert "| Order2 T1,T4,T2 | 0.0250 ± 0.0071 [0.0200, 0.0300] | 0.0075 ± 0.0007 [0.0070, 0.0080] (p=0.5) |" in text
