@@ -105,12 +105,10 @@ def main() -> None:
     t1_hashes: dict[str, str] = {}
     seeds = []
     for seed in args.seeds:
-        kept_digest, here = kept_t1.get(str(seed)), t1_sha256(args, seed)
-        if args.relearn_other_t1 and kept_digest and here and kept_digest != here:
-            print(f"seed {seed}: the kept results come from another T1; they are learned again from this one")
+        kept_digest = kept_t1.get(str(seed))
+        t1_hashes[str(seed)] = t1_identity(args, seed, kept_digest, relearn=args.relearn_other_t1)
+        if kept_digest and t1_hashes[str(seed)] != kept_digest:  # --relearn-other-t1 said so
             kept = {k: v for k, v in kept.items() if k[0] != seed}
-            del kept_t1[str(seed)]
-        t1_hashes[str(seed)] = t1_identity(args, seed, kept_t1.get(str(seed)))
         held = seed_finals(args, out, seed, kept)
         if held is None:
             print(f"seed {seed}: not every order is complete or kept; left out of the report (--report-only)")
@@ -187,18 +185,17 @@ def t1_weights(args: argparse.Namespace, seed: int) -> Path:
     return (args.bench / f"seed-{seed}" / "T1" if args.bench else args.t1) / "backbone.safetensors"
 
 
-def t1_sha256(args: argparse.Namespace, seed: int) -> str | None:
-    weights = t1_weights(args, seed)
-    return hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
-
-
-def t1_identity(args: argparse.Namespace, seed: int, kept: str | None) -> str:
+def t1_identity(args: argparse.Namespace, seed: int, kept: str | None, relearn: bool = False) -> str:
     """The sha256 of the seed's pretrained T1 weights, which every order of the seed starts from. A T1
     pretrained again (a new session, another machine kind: the rounding differs) need not be the same
-    model, so results kept from another T1 are refused rather than mixed with new ones."""
+    model, so results kept from another T1 are refused rather than mixed with new ones; with `relearn`
+    the T1 here is returned instead, and the caller learns the seed again."""
     weights = t1_weights(args, seed)
-    here = t1_sha256(args, seed)
+    here = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
     if kept and here and kept != here:
+        if relearn:
+            print(f"seed {seed}: the kept results come from another T1; they are learned again from this one")
+            return here
         raise SystemExit(
             f"seed {seed}: the results kept in --reuse were learned from a T1 with sha256 {kept[:12]}..., "
             f"but {weights} has {here[:12]}...: pretrain that T1 again on the machine kind that made it, "

@@ -100,3 +100,9 @@ def test_the_table_pairs_orders_by_seed_and_does_not_average_metrics_of_differen
     text = task_orders.table("pcl", [0, 1], result)
     assert "| order | T1 | T2 | T4 |" in text and "mean" not in text.split("\n\n", 1)[1]
     assert "| Order2 T1,T4,T2 | 0.0250 ± 0.0071 [0.0200, 0.0300] | 0.0075 ± 0.0007 [0.0070, 0.0080] (p=0.5) |" in text
+
+
+def test_relearn_returns_the_t1_here_instead_of_refusing(tmp_path):
+    args = _bench(tmp_path, b"weights")
+    here = task_orders.t1_identity(args, 0, None)
+    assert task_orders.t1_identity(args, 0, "0" * 64, relearn=True) == here
