@@ -13,6 +13,11 @@
 # T1 differs from the T1 in runs/bench (pretrained again on another machine kind, say). It rewrites
 # those two files, bench/task_orders_fig2.png and the tables in runs/bench/ml1m_paper/orders-*/orders.md.
 set -eu
+# The kept per-seed values in bench/ were learned on an AVX2 machine. These three make PyTorch, MKL and
+# oneDNN take their AVX2 code paths on any x86 machine that has AVX2 (AVX-512 ones included), so a T1
+# pretrained here is byte-identical to that machine's and the kept values stay usable; measured on
+# tests/pins/ml100k_nextitnet.json (recorded on AVX2, reproduced exactly on an AVX-512 EPYC with them).
+export ATEN_CPU_CAPABILITY="${ATEN_CPU_CAPABILITY:-avx2}" MKL_CBWR="${MKL_CBWR:-AVX2}" ONEDNN_MAX_CPU_ISA="${ONEDNN_MAX_CPU_ISA:-AVX2}"
 MODE=$1
 shift
 B=runs/bench/ml1m_paper

@@ -187,3 +187,21 @@ def test_bf16_and_compiled_training_learn_the_ring_and_keep_float32_weights(tmp_
         assert meta["test"][k] == pytest.approx(v, abs=0.05), k
     weights = load_file(tmp_path / "run" / "backbone.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+@pytest.mark.parametrize(("omp", "want"), [("1", 1), ("", None), ("zero", None), ("0", None)])
+def test_threads_default_to_omp_num_threads_else_every_core(monkeypatch, omp, want):
+    """train.threads unset: OMP_NUM_THREADS when it names a positive count (how test workers and
+    schedulers share a machine), else every core; an explicit count always wins."""
+    import os
+
+    from lifelongrec.engine import set_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    try:
+        assert set_threads(None) == (want or os.cpu_count())
+        assert torch.get_num_threads() == set_threads(None)
+        assert set_threads(3) == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

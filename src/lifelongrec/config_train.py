@@ -108,7 +108,7 @@ class TrainConfig(Strict):
     sampled_eval_negatives: int | None = None
     # Remove the items a user has already interacted with from the candidates (full ranking only).
     exclude_seen: bool = False
-    threads: int | None = None  # torch threads; default: all cores
+    threads: int | None = None  # torch threads; default: $OMP_NUM_THREADS, else all cores
     # Where to compute: auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps.
     device: str = "auto"
     # Training steps under bf16 autocast (matmuls and convolutions in bfloat16, losses and weights in

@@ -41,10 +41,18 @@ logger = logging.getLogger("lifelongrec")
 _THREADS_SET = False
 
 
+def _omp_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads once per process (changing it later costs a pool rebuild)."""
+    """Set torch's intra-op threads once per process (changing it later costs a pool rebuild).
+
+    Unset, it is OMP_NUM_THREADS where that is set (the usual way to share a machine between
+    processes, which test workers and job schedulers use), else every core."""
     global _THREADS_SET
-    n = n or os.cpu_count() or 1
+    n = n or _omp_threads() or os.cpu_count() or 1
     if not _THREADS_SET or torch.get_num_threads() != n:
         torch.set_num_threads(n)
         _THREADS_SET = True
