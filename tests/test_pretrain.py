@@ -159,7 +159,7 @@ def test_fit_reports_the_seconds_spent_before_a_resume(tmp_path):
 def test_length_buckets_cover_every_example_once():
     import numpy as np
 
-    from lifelongrec.objectives import bucketed_batches
+    from lifelongrec.data.batches import bucketed_batches
 
     lengths = np.random.default_rng(1).integers(1, 200, size=1000)
     for bucket in (1, 4, 64):

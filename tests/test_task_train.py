@@ -191,7 +191,7 @@ def test_packed_batches_hold_whole_users_up_to_the_batch_size():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from lifelongrec.objectives import packed_batches
+    from lifelongrec.data.batches import packed_batches
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.integers(1, 40), min_size=1, max_size=60), st.integers(1, 50), st.integers(0, 9))

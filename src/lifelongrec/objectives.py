@@ -29,7 +29,15 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from .config import StreamConfig, TrainConfig
-from .data.batches import Windows, described_windows, history_windows, sort_by_length, trim_left
+from .data.batches import (
+    Windows,
+    bucketed_batches,
+    described_windows,
+    history_windows,
+    packed_batches,
+    sort_by_length,
+    trim_left,
+)
 from .data.stream import TEST, TRAIN, VALID, Stream, TaskData
 from .device import resolve_device
 from .engine import Objective
@@ -50,41 +58,12 @@ def register(kind: str):
     return deco
 
 
-def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 64) -> list:
-    """Random batches of similar lengths: shuffle, sort within groups of `bucket` batches, shuffle batches.
-    Similar lengths let each batch drop its all-padding columns."""
-    perm = rng.permutation(len(lengths))
-    out = []
-    step = batch_size * bucket
-    for s in range(0, len(perm), step):
-        group = perm[s : s + step]
-        group = group[np.argsort(lengths[group], kind="stable")]
-        out += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    order = rng.permutation(len(out))
-    return [out[i] for i in order]
-
-
 @dataclass
 class EvalSet:
     windows: Windows  # [n, L] sorted by length; slices build their rows
     targets: np.ndarray
     users: np.ndarray
     ends: np.ndarray
-
-
-def packed_batches(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Users in random order, cut into batches of whole users holding at most `batch_size` targets
-    (`counts[u]` each); a user with more targets than that makes a batch alone."""
-    perm = rng.permutation(len(counts))
-    out, start, held = [], 0, 0
-    for i, u in enumerate(perm):
-        if held and held + counts[u] > batch_size:
-            out.append(perm[start:i])
-            start, held = i, 0
-        held += int(counts[u])
-    if start < len(perm):
-        out.append(perm[start:])
-    return out
 
 
 def task_pooling(kind: str, train: TrainConfig) -> str:

@@ -94,3 +94,32 @@ def trim_left(batch: np.ndarray) -> np.ndarray:
     """Drop leading columns that are padding in every row (they cannot change any output)."""
     nz = np.flatnonzero((batch > 0).any(0))
     return batch[:, nz[0] :] if len(nz) else batch[:, -1:]
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 64) -> list:
+    """Random batches of similar lengths: shuffle, sort within groups of `bucket` batches, shuffle batches.
+    Similar lengths let each batch drop its all-padding columns."""
+    perm = rng.permutation(len(lengths))
+    out = []
+    step = batch_size * bucket
+    for s in range(0, len(perm), step):
+        group = perm[s : s + step]
+        group = group[np.argsort(lengths[group], kind="stable")]
+        out += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
+def packed_batches(counts: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Users in random order, cut into batches of whole users holding at most `batch_size` targets
+    (`counts[u]` each); a user with more targets than that makes a batch alone."""
+    perm = rng.permutation(len(counts))
+    out, start, held = [], 0, 0
+    for i, u in enumerate(perm):
+        if held and held + counts[u] > batch_size:
+            out.append(perm[start:i])
+            start, held = i, 0
+        held += int(counts[u])
+    if start < len(perm):
+        out.append(perm[start:])
+    return out
