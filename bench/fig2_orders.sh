@@ -2,12 +2,12 @@
 # PCL's Fig. 2 (every task's final metric under three task orders) with Conure beside it, on
 # configs/ml1m_paper.yaml, one pretrained T1 per seed shared by both methods (runs/bench/ml1m_paper).
 #
-#   sh bench/fig2_orders.sh learn 0 1     # learn seeds 0 and 1 (resumable; about 85 min a seed on 2 cores)
+#   sh bench/fig2_orders.sh learn 0 1     # learn seeds 0 and 1 (resumable; about 80 min a seed on 2 cores)
 #   sh bench/fig2_orders.sh report 0 1 2  # tables, Fig. 2 and the kept per-seed values in bench/
 #
-# learn, per seed: pretrain T1 unless it is there; PCL's three orders in one process while Conure
-# learns Order1 (pruning and retraining T1 first); then Conure's Orders 2 and 3 side by side, both
-# branching from Order1's T1. One thread per process: two processes fill this machine's 2 cores.
+# learn, per seed: pretrain T1 unless it is there; Conure's T1 alone (pruned and retrained), which all
+# its orders branch from, beside PCL's Order 1; then the other five (method, order) runs side by side.
+# One thread per process: the processes share this machine's 2 cores to the end.
 # report (learns nothing; a seed with an order missing is left out): every seed's finals come from the finished runs or, for seeds learned in an earlier session
 # (run folders gone), from bench/task_orders_{pcl,conure}.json; task_orders.py refuses kept values whose
 # T1 differs from the T1 in runs/bench (pretrained again on another machine kind, say). It rewrites
@@ -39,18 +39,30 @@ learn_seed() {
   RC=""
   if [ -f bench/task_orders_pcl.json ]; then RP="--reuse bench/task_orders_pcl.json"; fi
   if [ -f bench/task_orders_conure.json ]; then RC="--reuse bench/task_orders_conure.json"; fi
+  # Every (method, order) is its own process, so the two cores stay busy to the end. Conure's orders
+  # all branch from one Conure run of T1 alone, learned first (while PCL's Order 1 runs beside it).
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method pcl $A $RP --out "$B/orders-pcl-s$S" > "logs/fig2_pcl_s$S.log" 2>&1 &
-  PCL=$!
+  "$PY" bench/task_orders.py --method pcl $A $RP --out "$B/orders-pcl-s$S" --orders $O1 > "logs/fig2_pcl_s${S}_o1.log" 2>&1 &
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 > "logs/fig2_conure_s${S}_o1.log" 2>&1
+  "$PY" bench/task_orders.py --method conure $A $RC --branch-only > "logs/fig2_conure_s${S}_t1.log" 2>&1
+  N=2
+  for O in $O2 $O3; do
+    # shellcheck disable=SC2086
+    "$PY" bench/task_orders.py --method pcl $A $RP --out "$B/orders-pcl-s$S" --orders $O > "logs/fig2_pcl_s${S}_o$N.log" 2>&1 &
+    N=$((N + 1))
+  done
+  N=1
+  for O in $O1 $O2 $O3; do
+    # shellcheck disable=SC2086
+    "$PY" bench/task_orders.py --method conure $A $RC --orders $O > "logs/fig2_conure_s${S}_o$N.log" 2>&1 &
+    N=$((N + 1))
+  done
+  wait
+  # Every order is complete now: these learn nothing and write the seed's orders.json.
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 $O2 > "logs/fig2_conure_s${S}_o2.log" 2>&1 &
-  C2=$!
-  wait "$PCL"
+  "$PY" bench/task_orders.py --method pcl $A $RP --out "$B/orders-pcl-s$S" > "logs/fig2_pcl_s$S.log" 2>&1
   # shellcheck disable=SC2086
-  "$PY" bench/task_orders.py --method conure $A $RC --orders $O1 $O3 > "logs/fig2_conure_s${S}_o3.log" 2>&1
-  wait "$C2"
+  "$PY" bench/task_orders.py --method conure $A $RC > "logs/fig2_conure_s$S.log" 2>&1
 }
 
 report() {

@@ -19,7 +19,8 @@ repository) takes the (seed, order) results held there instead of learning them 
 seed after the run folders are gone; several files (one per seed, learned by separate processes)
 merge, a later file replacing a seed whole. Each orders.json keeps the sha256 of every seed's T1, and
 kept results whose T1 differs from the one in the bench folder are refused (`--relearn-other-t1`:
-learned again). `--report-only` learns nothing.
+learned again). `--report-only` learns nothing. `--branch-only` (Conure) learns each seed's branch
+point and stops, so that the orders can then run side by side as separate processes (`--orders O`).
 
 The single-seed form used for Conure on `ml1m` (RESULTS, "Task-order robustness"):
     python bench/task_orders.py --method conure --t1 runs/ml1m64/transfer/default-split/T1 --set train.threads=1
@@ -92,6 +93,12 @@ def main() -> None:
         help="learn nothing: report the seeds whose every order is complete or kept, leave the others out",
     )
     ap.add_argument(
+        "--branch-only",
+        action="store_true",
+        help="Conure: learn each seed's T1 branch point and stop, so that its orders can then run as separate "
+        "processes side by side (they would otherwise all learn the same branch point at once)",
+    )
+    ap.add_argument(
         "--relearn-other-t1",
         action="store_true",
         help="kept results of a seed whose T1 differs from the bench's are learned again instead of refused",
@@ -100,6 +107,12 @@ def main() -> None:
     if (args.bench is None) == (args.t1 is None):
         raise SystemExit("give --bench (with --seeds) or --t1")
     out = args.out or (args.bench / f"orders-{args.method}" if args.bench else Path("runs/ml1m64/orders"))
+    if args.branch_only:
+        if args.method != "conure" or args.bench is None:
+            raise SystemExit("--branch-only is for --method conure with --bench: other methods start from T1 itself")
+        for seed in args.seeds:
+            print(f"seed {seed}: branch point {conure_branch_point(args, out, seed, seed_sets(args, seed))}")
+        return
     result: dict[str, list[dict[str, float]]] = {o: [] for o in args.orders}
     kept, kept_t1 = kept_results(args.reuse, args.method)
     t1_hashes: dict[str, str] = {}
@@ -127,12 +140,17 @@ def main() -> None:
         plot([out / "orders.json", *args.beside], args.plot)
 
 
+def seed_sets(args: argparse.Namespace, seed: int) -> list[str]:
+    """A bench seed runs with train.seed = S, as the bench does."""
+    return [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
+
+
 def seed_finals(
     args: argparse.Namespace, out: Path, seed: int, kept: dict[tuple[int, str], dict[str, float]]
 ) -> dict[str, dict[str, float]] | None:
     """Every order's finals for one seed: kept (--reuse), from a complete run, or learned now; with
     --report-only nothing is learned and a seed with any order missing gives None."""
-    sets = [*args.overrides, f"train.seed={seed}"] if args.bench else args.overrides
+    sets = seed_sets(args, seed)
     held = {}
     for order in args.orders:
         if (seed, order) in kept:

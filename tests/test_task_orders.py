@@ -106,3 +106,25 @@ def test_relearn_returns_the_t1_here_instead_of_refusing(tmp_path):
     args = _bench(tmp_path, b"weights")
     here = task_orders.t1_identity(args, 0, None)
     assert task_orders.t1_identity(args, 0, "0" * 64, relearn=True) == here
+
+
+def test_branch_only_learns_each_seeds_conure_branch_point_and_nothing_else(tmp_path, monkeypatch):
+    learned = []
+    monkeypatch.setattr(
+        task_orders, "stream_run", lambda run, config, method, order, *rest: learned.append((run, method, order, rest))
+    )
+    bench = tmp_path / "bench"
+    argv = ["task_orders.py", "--bench", str(bench), "--seeds", "0", "2", "--set", "train.threads=1", "--branch-only"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--method", "conure"])
+    task_orders.main()
+    out = bench / "orders-conure"
+    assert [(run, method, order) for run, method, order, _ in learned] == [
+        (out / "seed-0" / "T1", "conure", "T1"),
+        (out / "seed-2" / "T1", "conure", "T1"),
+    ]
+    # each from its own seed's pretrained T1, with its own train.seed
+    assert learned[1][3] == (bench / "seed-2" / "T1", ["train.threads=1", "train.seed=2"])
+    assert not (out / "orders.json").exists()  # no report: the orders have not run
+    monkeypatch.setattr(sys, "argv", [*argv, "--method", "pcl"])
+    with pytest.raises(SystemExit, match="--branch-only is for --method conure"):
+        task_orders.main()
