@@ -36,6 +36,11 @@ def test_bench_aggregates_seeds_and_references(tmp_path):
         assert res["vs_majority"][m]["T3"]["test"] == "mcnemar"  # the runs recorded the discordant users
     text = (out / "report.md").read_text()
     assert "± " in text and "(reference)" in text and "p=" in text and text.count("![") == 6
+    # forgetting per metric (issue 16, item 8): T1-T2 are MRR@5; T3, the last task, has no later task
+    for m, row in res["methods"].items():
+        assert set(row["forgetting_mean"]) == {"MRR@5", "accuracy"}, m
+        assert row["forgetting_mean"]["accuracy"]["n"] == 0 and row["forgetting_mean"]["MRR@5"]["n"] == 2
+    assert "| mean forgetting per metric |" in text and "MRR@5 0.0000 ± 0.0000; accuracy -" in text
     # rerunning reads the finished runs instead of training again
     again = run_bench(cfg, out, ["finesmax", "stl", "conure"], seeds=2, overrides=SETS)
     assert again["methods"] == res["methods"] and again["wall_seconds"] < res["wall_seconds"]

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import distributed as dist
 from .config import StreamConfig, load_config
+from .continual import by_metric
 from .data.prepare import open_stream
 from .errors import LifelongrecError
 from .fsutil import read_json, write_json_atomic, write_text_atomic
@@ -159,12 +160,22 @@ def compute_seconds(runs: dict[str, list[Path]]) -> float:
     return round(total, 1)
 
 
-def _stat(values: list[float]) -> dict:
+def _stat(values: list[float] | list[float | None]) -> dict:
     v = [x for x in values if x is not None and not math.isnan(x)]
     if not v:
         return {"mean": None, "std": None, "n": 0, "values": values}
     std = float(np.std(v, ddof=1)) if len(v) > 1 else None
     return {"mean": float(np.mean(v)), "std": std, "n": len(v), "values": values}
+
+
+def _bwt(groups: dict[str, dict], kind: str) -> float | None:
+    """A seed's BWT over the tasks of one metric; None where it has none (JSON holds no NaN)."""
+    v = groups.get(kind, {}).get("bwt")
+    return None if v is None or math.isnan(v) else float(v)
+
+
+def _neg(v: float | None) -> float | None:
+    return None if v is None else -v
 
 
 def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> dict:
@@ -183,11 +194,13 @@ def summarise(runs: dict[str, list[Path]], refs: dict[str, dict[str, dict]]) -> 
                 finals[t].append(float(last[j]))
             metrics.update(zip(r["summary"]["tasks"], r["summary"]["metrics"]))
         s0 = seeds[0]["summary"]
-        forget = [np.mean([f for f in r["summary"]["forgetting"] if f is not None] or [0.0]) for r in seeds]
+        # forgetting and BWT per metric: a mean over MRR@5 and accuracy would be the accuracies'
+        groups = [by_metric(r["summary"]["final"], r["summary"]["forgetting"], r["summary"]["metrics"]) for r in seeds]
+        kinds = list(dict.fromkeys(k for g in groups for k in g))
         rows[m] = {
             "final": {t: _stat(v) for t, v in finals.items()},
-            "forgetting_mean": _stat([float(x) for x in forget]),
-            "bwt": _stat([r["summary"]["bwt"] if r["summary"]["bwt"] is not None else math.nan for r in seeds]),
+            "forgetting_mean": {k: _stat([_neg(_bwt(g, k)) for g in groups]) for k in kinds},
+            "bwt": {k: _stat([_bwt(g, k) for g in groups]) for k in kinds},
             "backbones_stored": s0["backbones_stored"],
             "trainable_parameters": s0["trainable_parameters"],
             "added_bytes": s0["added_bytes"],
@@ -275,7 +288,7 @@ def render(result: dict) -> str:
     head = [
         "method",
         *[f"{t} ({metrics.get(t, '?')})" for t in tasks],
-        "forgetting",
+        "mean forgetting per metric",
         "#Bb",
         "bytes added T2+",
         "s/task",
@@ -295,7 +308,7 @@ def render(result: dict) -> str:
                 [
                     m + ("" if row["complete"] else " (partial)"),
                     *cells,
-                    _cell(row["forgetting_mean"]),
+                    "; ".join(f"{k} {_cell(st)}" for k, st in row["forgetting_mean"].items()),
                     str(row["backbones_stored"]),
                     fmt_bytes(added),
                     _cell(row["train_seconds"]),

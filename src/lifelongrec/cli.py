@@ -322,7 +322,9 @@ def stream_run(
     if not distributed.is_main():  # under torchrun, rank 0 reports
         return
     typer.echo("final: " + "  ".join(f"{t} {v:.4f}" for t, v in zip(s["tasks"], s["final"])))
-    typer.echo(f"average {s['average']:.4f}  BWT {s['bwt'] if s['bwt'] is not None else float('nan'):.4f}  -> {out}")
+    from .continual import by_metric_line
+
+    typer.echo(f"{by_metric_line(s)}  -> {out}")
 
 
 def user_error(e: BaseException) -> str | None:

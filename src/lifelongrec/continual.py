@@ -12,6 +12,10 @@ Definitions follow Avalanche (and Lopez-Paz & Ranzato, GEM, 2017):
   example SinMo, a fresh model per task): what learning the earlier tasks first gained on task j.
   Our tasks get new heads, so GEM's R[j-1][j] (before the head exists) is undefined; the reference
   run takes the place of GEM's random-initialisation baseline b_j.
+
+A stream whose tasks report different metrics (MRR@5 for item tasks, accuracy for profile tasks) has
+no single average or BWT: a mean of MRR@5 with accuracy is dominated by the accuracies. `summary`
+with the tasks' metrics gives both per metric (`by_metric`) and leaves the overall ones None.
 """
 
 from __future__ import annotations
@@ -60,7 +64,42 @@ def fwt(R, reference_diag) -> np.ndarray:
     return np.diag(R) - ref
 
 
-def summary(R, reference_diag=None) -> dict:
+def by_metric(final_values, forgetting_values, metrics: list[str]) -> dict[str, dict]:
+    """Per metric: its tasks (column indices), their mean final value, and BWT over those of them that
+    have a later task (NaN where none has). Takes a summary's own lists, so an older summary.json
+    without `by_metric` gives the same numbers."""
+    last = np.array([math.nan if v is None else v for v in final_values], dtype=float)
+    forgot = np.array([math.nan if v is None else v for v in forgetting_values], dtype=float)
+    if not len(last) == len(forgot) == len(metrics):
+        raise ValueError(f"one metric name per task: {len(last)} tasks, {len(metrics)} names")
+    out: dict[str, dict] = {}
+    for m in dict.fromkeys(metrics):
+        idx = [j for j, name in enumerate(metrics) if name == m]
+        earlier = [forgot[j] for j in idx if not math.isnan(forgot[j])]
+        out[m] = {
+            "tasks": idx,
+            "average": float(np.nanmean(last[idx])) if not np.isnan(last[idx]).all() else math.nan,
+            "bwt": float(-np.mean(earlier)) if earlier else math.nan,
+        }
+    return out
+
+
+def by_metric_line(summary: dict) -> str:
+    """'average MRR@5 0.0177 (T1 T2 T3), accuracy 0.4185 (T4 T5 T6)  BWT MRR@5 +0.0000, accuracy ...'."""
+    groups = summary.get("by_metric") or by_metric(summary["final"], summary["forgetting"], summary["metrics"])
+    tasks = summary.get("tasks") or []
+
+    def num(v, sign: str = "") -> str:
+        return "n/a" if v is None or math.isnan(v) else format(v, sign + ".4f")
+
+    avg = ", ".join(
+        f"{m} {num(g['average'])} ({' '.join(tasks[j] for j in g['tasks'] if j < len(tasks))})"
+        for m, g in groups.items()
+    )
+    return f"average {avg}  BWT " + ", ".join(f"{m} {num(g['bwt'], '+')}" for m, g in groups.items())
+
+
+def summary(R, reference_diag=None, metrics: list[str] | None = None) -> dict:
     R = _check(R)
     out = {
         "final": final(R).tolist(),
@@ -68,6 +107,10 @@ def summary(R, reference_diag=None) -> dict:
         "forgetting": forgetting(R).tolist(),
         "bwt": bwt(R),
     }
+    if metrics is not None:
+        out["by_metric"] = by_metric(out["final"], out["forgetting"], metrics)
+        if len(out["by_metric"]) > 1:  # no one number mixes metrics of different kinds
+            out["average"] = out["bwt"] = None
     if reference_diag is not None:
         f = fwt(R, reference_diag)
         out["fwt"] = f.tolist()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .continual import by_metric_line
 from .errors import LifelongrecError
 from .fsutil import read_json, write_text_atomic
 
@@ -275,7 +276,7 @@ def report(paths: list[Path], out: Path, plots: bool = True) -> str:
     for r in runs:
         body.append(
             f"- {r['summary']['method']}: `{r['path']}`, order {' -> '.join(r['order'])}, "
-            f"BWT {'n/a' if r['summary']['bwt'] is None else format(r['summary']['bwt'], '+.4f')}, "
+            f"{by_metric_line(r['summary'])}, "
             f"largest forgetting {_max_forgetting(r['summary'])}"
         )
         body.append("  " + storage_line(r["summary"]))

@@ -94,8 +94,10 @@ def write_reports(out: Path, order: list[str], done: dict, method, sizes: dict) 
     write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_text_atomic(out / "matrix.csv", matrix_csv(order, done["R"]))
     learned = [r["task"] for r in rows]
-    s = continual_summary(square(done["R"], len(learned)))
+    s = continual_summary(square(done["R"], len(learned)), metrics=[r["metric"] for r in rows])
     s = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+    for group in s["by_metric"].values():  # JSON has no NaN: a metric whose tasks have no later task
+        group["bwt"] = None if math.isnan(group["bwt"]) else group["bwt"]
     s["forgetting"] = [None if (x is None or math.isnan(x)) else x for x in s["forgetting"]]
     write_json_atomic(
         out / "summary.json",
