@@ -273,7 +273,7 @@ def plot(sources: list[Path], out: Path) -> None:
                 # would draw a difference of 0.0007 MRR@5 as a bar twice as tall.
                 mean = float(np.mean(v))
                 spread = [[mean - min(v)], [max(v) - mean]]
-                label = h["method"] if o == 0 else None
+                label = f"{h['method']} ({len(v)} seeds)" if o == 0 else None
                 ax.errorbar(x, mean, yerr=spread, fmt="o", color=f"C{m}", capsize=3, label=label)
                 ax.plot([x] * len(v), v, "k.", ms=3)
         ax.set_xticks(range(len(orders)), [f"Order{i}" for i in range(1, len(orders) + 1)])
