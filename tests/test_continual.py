@@ -67,6 +67,6 @@ def test_a_summary_written_before_by_metric_gives_the_same_line():
     }  # as summary.json stores it (JSON has no NaN)
     assert by_metric_line(old) == by_metric_line({**s, "tasks": old["tasks"]})
     only_last = by_metric([0.5, 0.7], [0.0, None], ["MRR@5", "accuracy"])
-    assert math.isnan(only_last["accuracy"]["bwt"])  # no later task: no BWT, not zero
+    assert only_last["accuracy"]["bwt"] is None  # no later task: no BWT, not zero (and JSON-ready)
     with pytest.raises(ValueError, match="one metric name per task"):
         by_metric([0.5], [None], ["MRR@5", "accuracy"])

@@ -171,7 +171,7 @@ def _stat(values: list[float] | list[float | None]) -> dict:
 def _bwt(groups: dict[str, dict], kind: str) -> float | None:
     """A seed's BWT over the tasks of one metric; None where it has none (JSON holds no NaN)."""
     v = groups.get(kind, {}).get("bwt")
-    return None if v is None or math.isnan(v) else float(v)
+    return None if v is None else float(v)
 
 
 def _neg(v: float | None) -> float | None:

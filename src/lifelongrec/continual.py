@@ -66,8 +66,8 @@ def fwt(R, reference_diag) -> np.ndarray:
 
 def by_metric(final_values, forgetting_values, metrics: list[str]) -> dict[str, dict]:
     """Per metric: its tasks (column indices), their mean final value, and BWT over those of them that
-    have a later task (NaN where none has). Takes a summary's own lists, so an older summary.json
-    without `by_metric` gives the same numbers."""
+    have a later task (None where none has, so the result goes into JSON as it is). Takes a summary's
+    own lists, so an older summary.json without `by_metric` gives the same numbers."""
     last = np.array([math.nan if v is None else v for v in final_values], dtype=float)
     forgot = np.array([math.nan if v is None else v for v in forgetting_values], dtype=float)
     if not len(last) == len(forgot) == len(metrics):
@@ -78,8 +78,8 @@ def by_metric(final_values, forgetting_values, metrics: list[str]) -> dict[str, 
         earlier = [forgot[j] for j in idx if not math.isnan(forgot[j])]
         out[m] = {
             "tasks": idx,
-            "average": float(np.nanmean(last[idx])) if not np.isnan(last[idx]).all() else math.nan,
-            "bwt": float(-np.mean(earlier)) if earlier else math.nan,
+            "average": float(np.nanmean(last[idx])) if not np.isnan(last[idx]).all() else None,
+            "bwt": float(-np.mean(earlier)) if earlier else None,
         }
     return out
 
@@ -90,7 +90,7 @@ def by_metric_line(summary: dict) -> str:
     tasks = summary.get("tasks") or []
 
     def num(v, sign: str = "") -> str:
-        return "n/a" if v is None or math.isnan(v) else format(v, sign + ".4f")
+        return "n/a" if v is None else format(v, sign + ".4f")
 
     avg = ", ".join(
         f"{m} {num(g['average'])} ({' '.join(tasks[j] for j in g['tasks'] if j < len(tasks))})"

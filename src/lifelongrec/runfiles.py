@@ -96,8 +96,6 @@ def write_reports(out: Path, order: list[str], done: dict, method, sizes: dict) 
     learned = [r["task"] for r in rows]
     s = continual_summary(square(done["R"], len(learned)), metrics=[r["metric"] for r in rows])
     s = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
-    for group in s["by_metric"].values():  # JSON has no NaN: a metric whose tasks have no later task
-        group["bwt"] = None if math.isnan(group["bwt"]) else group["bwt"]
     s["forgetting"] = [None if (x is None or math.isnan(x)) else x for x in s["forgetting"]]
     write_json_atomic(
         out / "summary.json",
