@@ -68,5 +68,7 @@ def test_a_summary_written_before_by_metric_gives_the_same_line():
     assert by_metric_line(old) == by_metric_line({**s, "tasks": old["tasks"]})
     only_last = by_metric([0.5, 0.7], [0.0, None], ["MRR@5", "accuracy"])
     assert only_last["accuracy"]["bwt"] is None  # no later task: no BWT, not zero (and JSON-ready)
+    assert math.copysign(1, only_last["MRR@5"]["bwt"]) == 1  # nothing forgotten prints +0.0000, not -0.0000
+    assert "BWT MRR@5 +0.0000" in by_metric_line(summary(np.array([[0.3, nan], [0.3, 0.5]]), metrics=["MRR@5"] * 2))
     with pytest.raises(ValueError, match="one metric name per task"):
         by_metric([0.5], [None], ["MRR@5", "accuracy"])

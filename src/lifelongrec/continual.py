@@ -52,7 +52,7 @@ def forgetting(R) -> np.ndarray:
 
 def bwt(R) -> float:
     f = forgetting(R)[:-1]
-    return float(-np.mean(f)) if len(f) else math.nan
+    return float(-np.mean(f)) + 0.0 if len(f) else math.nan  # + 0.0: no forgetting is BWT 0, not -0
 
 
 def fwt(R, reference_diag) -> np.ndarray:
@@ -79,7 +79,7 @@ def by_metric(final_values, forgetting_values, metrics: list[str]) -> dict[str, 
         out[m] = {
             "tasks": idx,
             "average": float(np.nanmean(last[idx])) if not np.isnan(last[idx]).all() else None,
-            "bwt": float(-np.mean(earlier)) if earlier else None,
+            "bwt": float(-np.mean(earlier)) + 0.0 if earlier else None,  # + 0.0: never -0.0
         }
     return out
 

@@ -158,6 +158,8 @@ class Predictor:
                 raise LifelongrecError(
                     f"{folder / 'adapter.safetensors'}: does not fit {config['method']} ({e})"
                 ) from None
+            except LifelongrecError as e:  # the method's own check (a prompt's shape): name the file
+                raise LifelongrecError(f"{folder / 'adapter.safetensors'}: {e}") from None
             targets = read_targets(folder, config)
             self._targets[task] = targets
             if targets is not None:
