@@ -119,7 +119,8 @@ def test_old_tasks_bit_for_bit_and_a_small_adapter(tmp_path):
     meta = json.loads(c.read_text())
     meta["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
     c.write_text(json.dumps(meta))
-    with pytest.raises(LifelongrecError, match=r"T2/adapter.safetensors: task T2: its prompt is \[11, 16\], expected \[12, 16\]"):
+    wrong = r"T2/adapter.safetensors: task T2: its prompt is \[11, 16\], expected \[12, 16\]"
+    with pytest.raises(LifelongrecError, match=wrong):
         Predictor(run).recommend("T2", hist, k=5)
 
 
