@@ -20,7 +20,7 @@ def stream_run(
     branch_from: Path | None = None,
 ) -> list[dict]:
     run_json = out / "run.json"
-    if not (run_json.is_file() and json.loads(run_json.read_text()).get("status") == "complete"):
+    if not complete(out):
         cmd = [sys.executable, "-m", "lifelongrec.cli", "stream", "run"]
         if run_json.is_file():
             cmd += ["--resume", str(out)]
@@ -30,3 +30,9 @@ def stream_run(
             cmd += ["--out", str(out), *[x for s in sets for x in ("--set", s)]]
         subprocess.run(cmd, check=True)
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def complete(out: Path) -> bool:
+    """Whether the run folder holds a finished run (run.json says so)."""
+    run_json = out / "run.json"
+    return run_json.is_file() and json.loads(run_json.read_text()).get("status") == "complete"

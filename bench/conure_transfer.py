@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from _stream import stream_run
+from _stream import complete, stream_run
 
 from lifelongrec.fsutil import write_json_atomic
 from lifelongrec.significance import paired_t_test
@@ -57,6 +57,8 @@ def main() -> None:
         "metric": args.metric,
     }
     kept = read_kept(args.keep, identity)
+    if not args.no_learn:  # Conure's pruned and retrained T1, which every seed branches from
+        stream_run(root / "T1", args.config, "conure", "T1", args.init_from, sets)
 
     def t3(seed: int, order: str) -> tuple[float, float] | None:
         """T3's test metric after the run, and Conure- (before T3's pruning and retraining); None when the
@@ -64,8 +66,6 @@ def main() -> None:
         out = root / f"seed{seed}" / order.replace(",", "-")
         if args.no_learn and not complete(out):
             return None
-        if not args.no_learn:
-            stream_run(root / "T1", args.config, "conure", "T1", args.init_from, sets)
         row = stream_run(out, args.config, "conure", order, None, [*sets, f"train.seed={seed}"], root / "T1")[-1]
         return row["test_after"]["T3"][args.metric], row["phase_metrics"]["conure_minus"][args.metric]
 
@@ -101,11 +101,6 @@ def main() -> None:
             print(f"; higher after T2 in {wins} of {len(a)}")
         result["final" if k == 0 else "conure_minus"] = {"via_T2": a, "direct": b, **t}
     write_json_atomic(root / "summary.json", result)
-
-
-def complete(run: Path) -> bool:
-    f = run / "run.json"
-    return f.is_file() and json.loads(f.read_text()).get("status") == "complete"
 
 
 def read_kept(path: Path | None, identity: dict) -> dict:

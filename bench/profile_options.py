@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from _stream import complete
 from scipy.stats import binomtest
 
 from lifelongrec.config import load_config
@@ -56,7 +57,7 @@ def main() -> None:
             out = args.out / f"{method}-{name}"
             cfg = load_config(args.config, [*args.overrides, *sets])
             t0 = time.perf_counter()
-            if not (out / "run.json").is_file() or json.loads((out / "run.json").read_text())["status"] != "complete":
+            if not complete(out):
                 run_stream(cfg, method, out, order=order, resume=(out / "run.json").is_file(), init_from=args.init_from)
             rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
             final = rows[-1]["test_after"]
