@@ -18,14 +18,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lifelongrec.config import StreamConfig
 from lifelongrec.data.prepare import open_stream
-from lifelongrec.data.stream import TEST
-from lifelongrec.metrics import rank_metrics, ranks_full
-from lifelongrec.objectives import objective_for
-from lifelongrec.predict import Predictor
+from lifelongrec.floors import test_ranks
+from lifelongrec.metrics import rank_metrics
 from lifelongrec.references import training_item_counts
 
 BUCKETS = ((0, 0, "0"), (1, 5, "1-5"), (6, 20, "6-20"), (21, None, "> 20"))
@@ -33,30 +30,13 @@ BUCKETS = ((0, 0, "0"), (1, 5, "1-5"), (6, 20, "6-20"), (21, None, "> 20"))
 
 def target_ranks(run: Path, task: str) -> tuple[np.ndarray, np.ndarray]:
     """(rank of each test target, its count among the task's training targets), in the run's test order."""
-    ranks, _, counts = test_ranks(run, task)
-    return ranks, counts
-
-
-def test_ranks(run: Path, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rank of each test target as the run ranks it, the test examples as (user, end, target) rows
-    in the same order, and each target's count among the task's training targets."""
     cfg = StreamConfig.model_validate(json.loads((run / "config.json").read_text()))
     stream, _ = open_stream(cfg)
-    p = Predictor(run)
-    net, meta = p.model(task), p.config(task)
-    train = cfg.train_for(int(meta["index"]), task)
-    obj = objective_for(stream, task, net, cfg.model_copy(update={"train": train}))
-    es, head = obj.eval_sets[TEST], net.head
-    ranks = []
-    with torch.no_grad():
-        for s in range(0, len(es.windows), 1024):
-            sl = slice(s, s + 1024)
-            u = obj.user_vectors_dedup(es.windows[sl], es.users[sl], es.ends[sl])
-            seen = obj.seen(es.users[sl], es.ends[sl]) if train.exclude_seen else None
-            ranks.append(ranks_full(u, head.items, torch.from_numpy(es.targets[sl]), bias=head.bias, exclude=seen))
+    ranks, rows = test_ranks(run, task, stream)
+    index = next(i for i, t in enumerate(cfg.tasks) if t.name == task)
+    train = cfg.train_for(index, task)
     counts = training_item_counts(stream, stream.task(task), train, cfg.input_length(train))
-    rows = np.stack([es.users, es.ends, es.targets], axis=1).astype(np.int64)
-    return torch.cat(ranks).numpy(), rows, counts[es.targets]
+    return ranks, counts[rows[:, 2]]
 
 
 def main() -> None:

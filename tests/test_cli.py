@@ -76,6 +76,8 @@ def test_run_is_the_whole_job_and_resumes(tmp_path):
     assert r.exit_code == 0, r.output
     assert "stream synthetic" in r.output and "| conure |" in r.output and "| conure- (before pruning) |" in r.output
     assert (out / "report" / "report.md").is_file()
+    # and says whether each task cleared its floor (most popular items, majority class)
+    assert "Against the floor" in r.output and (out / "report" / "floors.json").is_file()
     again = runner.invoke(app, ["run", "--config", str(cfg), "--out", str(out)])
     assert again.exit_code == 0 and "resumed" in again.output
 

@@ -196,6 +196,9 @@ def run(
             raise LifelongrecError(f"{out}: holds a run of another method; choose another --out")
     run_stream(cfg, method, out, resume=resume)
     typer.echo("\n" + report([out], out / "report"))
+    from .floors import floors_report
+
+    typer.echo("\n" + floors_report(out, out / "report", stream))
     typer.echo(f"\nrun folder: {out}   report: {out / 'report' / 'report.md'}")
 
 

@@ -52,12 +52,22 @@ def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="stream run folders")],
     out: OutOpt = None,
     plots: Annotated[bool, typer.Option(help="write PNG heatmaps")] = True,
+    floors: Annotated[
+        bool,
+        typer.Option(help="also test each task against its floor (most popular items, majority class); reads the data"),
+    ] = False,
 ) -> None:
-    """A Conure Table-2 style table (and heatmaps) from stream runs; reads only the runs' files."""
+    """A Conure Table-2 style table (and heatmaps) from stream runs; reads only the runs' files unless
+    --floors."""
     from .report import report
 
     out = out or runs[0].parent / "report"
     typer.echo(report(runs, out, plots))
+    if floors:
+        from .floors import floors_report
+
+        for run in runs:
+            typer.echo("\n" + floors_report(run, out / run.name))
     typer.echo(f"\nwritten to {out / 'report.md'}")
 
 
