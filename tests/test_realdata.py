@@ -87,3 +87,22 @@ def test_adult_table_from_its_pinned_wheel():
     assert t.num_rows == 48_842 and "income" in t.column_names and "education" in t.column_names
     income = t.column("income").to_pylist()
     assert (income.count(">50K"), income.count("<=50K")) == (11_687, 37_155)
+
+
+def test_ml1m_quick_stream_predicts_the_future(ml1m):
+    """The quick profile's stream (configs/ml1m_quick.yaml): the model reads each user's first 80% of
+    ratings; T2/T3 are the next 5 ratings after that cut (rated >= 4 / <= 3); T1 is split leave-last."""
+    cfg = load_config("ml1m_quick")
+    stream = build_stream(cfg, ml1m)
+    t = stream.manifest["tasks"]
+    assert stream.manifest["users"] == 6_040 and (t["T1"]["valid"], t["T1"]["test"]) == (6_040, 6_040)
+    assert (t["T2"]["train"], t["T2"]["valid"], t["T2"]["test"]) == (18_914, 2_702, 5_404)
+    assert (t["T3"]["train"], t["T3"]["valid"], t["T3"]["test"]) == (15_885, 2_269, 4_539)
+    assert t["T2"]["targets_also_in_input"] == 0 and t["T3"]["targets_also_in_input"] == 0
+    assert t["T4"]["test"] == 1_208
+    n = ml1m.lengths()
+    assert int(stream.offsets[-1]) == int(np.ceil(0.8 * n).sum())  # i / n < 0.8: the first ceil(0.8 n) events
+    for name in ("T2", "T3"):
+        td = stream.task(name)
+        assert np.bincount(td.user).max() == 5  # each user's next five, no more
+        assert (td.end == np.diff(stream.offsets)[td.user]).all()  # read from the whole input: the past

@@ -168,7 +168,9 @@ def data_stats(
 @app.command("run")
 def run(
     config: ConfigOpt = "ml1m",
-    quick: Annotated[bool, typer.Option("--quick", help="the small ML-100K stream: a first look in minutes")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="the quick ML-1M profile (configs/ml1m_quick.yaml): a first look in minutes")
+    ] = False,
     method: Annotated[str, typer.Option(help="the continual method")] = "conure",
     set_: SetOpt = None,
     out: OutOpt = None,
@@ -182,7 +184,7 @@ def run(
     from .report import report
     from .runner import run_stream
 
-    cfg = load_config("ml100k" if quick else config, set_, method=method)
+    cfg = load_config("ml1m_quick" if quick else config, set_, method=method)
     t0 = time.perf_counter()
     stream, where = open_stream(cfg)
     typer.echo(format_stream_stats(stream_stats(stream)))

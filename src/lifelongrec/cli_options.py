@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="YAML file or built-in name (ml1m, ml100k)")]
+ConfigOpt = Annotated[
+    str, typer.Option("--config", "-c", help="YAML file or built-in name (ml1m, ml1m_paper, ml1m_quick, ml100k)")
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config field: a.b=c (repeatable)")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder (default: the cache)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
